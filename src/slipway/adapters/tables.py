@@ -1,0 +1,65 @@
+"""Table storage behind a small interface (Azure Tables in Azure, Azurite locally)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+
+from slipway.adapters.responses import response_versions
+
+
+class TableStore:
+    """Entities in named tables; a table is created on first use."""
+
+    def __init__(self, service: TableServiceClient) -> None:
+        self._service = service
+        self._tables: dict[str, TableClient] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def endpoint(self) -> str:
+        return self._service.url
+
+    def _table(self, name: str) -> TableClient:
+        with self._lock:
+            client = self._tables.get(name)
+            if client is None:
+                client = self._service.get_table_client(name)
+                with contextlib.suppress(ResourceExistsError):
+                    client.create_table()
+                self._tables[name] = client
+            return client
+
+    def upsert_entity(self, table: str, entity: Mapping[str, Any], **kwargs: Any) -> None:
+        self._table(table).upsert_entity(dict(entity), mode=UpdateMode.REPLACE, **kwargs)
+
+    def get_entity(
+        self, table: str, partition_key: str, row_key: str, **kwargs: Any
+    ) -> dict[str, Any] | None:
+        try:
+            return dict(self._table(table).get_entity(partition_key, row_key, **kwargs))
+        except ResourceNotFoundError:
+            return None
+
+    def delete_entity(self, table: str, partition_key: str, row_key: str) -> None:
+        self._table(table).delete_entity(partition_key, row_key)
+
+    def probe(self, table: str, entity: Mapping[str, Any]) -> dict[str, str]:
+        """Write and read back ``entity``; returns which server and API version answered."""
+        captured: dict[str, str] = {}
+        self._table(table).upsert_entity(dict(entity), mode=UpdateMode.REPLACE)
+        self._table(table).get_entity(
+            entity["PartitionKey"], entity["RowKey"], raw_response_hook=response_versions(captured)
+        )
+        return captured
+
+    def query_entities(
+        self, table: str, query_filter: str, *, parameters: Mapping[str, Any] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        for entity in self._table(table).query_entities(query_filter, parameters=dict(parameters or {})):
+            yield dict(entity)

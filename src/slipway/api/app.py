@@ -1,0 +1,41 @@
+"""Builds the FastAPI app from the services of the composition root."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.staticfiles import StaticFiles
+
+import slipway
+from slipway.api import routes_health, routes_me
+from slipway.api.errors import install_error_handlers
+from slipway.api.security import Reader
+from slipway.bootstrap import Services
+
+OPENAPI_PATH = "/api/openapi.json"
+
+
+def create_api(services: Services) -> FastAPI:
+    app = FastAPI(
+        title="Slipway",
+        version=slipway.__version__,
+        # The built-in docs pages load scripts from a CDN; the schema is served below, guarded.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    app.include_router(routes_health.router)
+    app.include_router(routes_me.router)
+
+    @app.get(OPENAPI_PATH, include_in_schema=False)
+    def openapi(request: Request, _: Reader) -> dict[str, Any]:
+        return request.app.openapi()
+
+    web_dir = services.settings.web_dir
+    if web_dir is not None and web_dir.is_dir():
+        # Mounted last so that /api routes always win over files of the same name.
+        app.mount("/", StaticFiles(directory=web_dir, html=True), name="web")
+    return app

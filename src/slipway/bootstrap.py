@@ -1,0 +1,109 @@
+"""The composition root: the one place that turns settings into adapters and services.
+
+Azure or local is decided here and nowhere else: storage comes from a connection string
+(Azurite locally) or from the account name and a managed identity (Azure); secrets from Key
+Vault or from a local 0600 file; the workspace and temp folders are plain paths (an Azure
+Files share is mounted, so it is a folder too). Tests build ``Services`` the same way, from
+settings that point at Azurite and temporary folders.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+from azure.data.tables import TableServiceClient
+from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+from azure.keyvault.secrets import SecretClient
+from azure.storage.queue import QueueServiceClient
+
+from slipway.adapters.queues import QueueBus
+from slipway.adapters.secrets import FileSecretStore, KeyVaultSecretStore, SecretStore
+from slipway.adapters.tables import TableStore
+from slipway.auth import AuthPolicy
+from slipway.config import SecretStoreKind, Settings
+from slipway.health import HealthService
+
+# Storage calls fail fast rather than holding a request or a readiness probe for minutes.
+_CLIENT_OPTIONS: dict[str, Any] = {"connection_timeout": 5, "read_timeout": 20, "retry_total": 3}
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything the API, the triggers and the local runner need, built once."""
+
+    settings: Settings
+    tables: TableStore
+    queues: QueueBus
+    secrets: SecretStore
+    auth: AuthPolicy
+    health: HealthService
+
+
+def _credential(settings: Settings) -> TokenCredential:
+    if settings.storage.client_id:
+        return ManagedIdentityCredential(client_id=settings.storage.client_id)
+    return DefaultAzureCredential(exclude_interactive_browser_credential=True)
+
+
+def build_services(settings: Settings) -> Services:
+    """Construct every adapter and service from ``settings``."""
+    configure_logging(settings.log_level)
+    storage = settings.storage
+    credential: TokenCredential | None = None
+    if storage.uses_identity:
+        credential = _credential(settings)
+        table_service = TableServiceClient(
+            storage.service_url("table"), credential=credential, **_CLIENT_OPTIONS
+        )
+        queue_service = QueueServiceClient(
+            storage.service_url("queue"), credential=credential, **_CLIENT_OPTIONS
+        )
+    else:
+        table_service = TableServiceClient.from_connection_string(
+            storage.connection_string, **_CLIENT_OPTIONS
+        )
+        queue_service = QueueServiceClient.from_connection_string(
+            storage.connection_string, **_CLIENT_OPTIONS
+        )
+
+    secrets: SecretStore
+    if settings.secret_store is SecretStoreKind.KEY_VAULT:
+        vault_credential = credential or _credential(settings)
+        secrets = KeyVaultSecretStore(
+            SecretClient(settings.key_vault_url, vault_credential, **_CLIENT_OPTIONS)
+        )
+    else:
+        assert settings.secrets_file is not None  # load_settings guarantees it for the file store
+        secrets = FileSecretStore(settings.secrets_file)
+
+    tables = TableStore(table_service)
+    queues = QueueBus(queue_service)
+    health = HealthService(
+        tables=tables,
+        queues=queues,
+        secrets=secrets,
+        workspace_dir=settings.workspace_dir,
+        temp_dir=settings.temp_dir,
+        min_free_mb=settings.min_free_mb,
+        storage_description=storage.describe(),
+    )
+    auth = AuthPolicy(
+        api_token=settings.api_token,
+        trust_client_principal=settings.trust_client_principal,
+        dev_principal=settings.dev_principal,
+    )
+    return Services(
+        settings=settings, tables=tables, queues=queues, secrets=secrets, auth=auth, health=health
+    )
+
+
+def configure_logging(level: str) -> None:
+    """Slipway's loggers at ``level``; the Azure SDK's HTTP logging stays at WARNING.
+
+    The SDK logs request headers at INFO, and those can carry SAS tokens and keys.
+    """
+    logging.getLogger("slipway").setLevel(level)
+    logging.getLogger("azure").setLevel(logging.WARNING)

@@ -1,0 +1,351 @@
+"""Every setting Slipway reads, typed and validated once at start-up.
+
+Settings come from the environment: Functions app settings in Azure, ``local.settings.json``
+under the Functions host, ``environment:`` in compose files, or what ``slipway dev`` sets.
+Each one is declared once in ``SETTINGS`` below with its documentation; the README table and
+``local.settings.json.example`` are checked against this list by the tests, and nothing else
+in Slipway reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+
+class SettingsError(ValueError):
+    """One or more settings are missing or malformed; the message names each of them."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("Slipway cannot start, fix these settings:\n  - " + "\n  - ".join(problems))
+
+
+class SecretStoreKind(StrEnum):
+    KEY_VAULT = "keyvault"
+    FILE = "file"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: its name, what it means and how to read it."""
+
+    env: str
+    description: str
+    example: str
+    default: str | None = None
+    secret: bool = False
+    # Settings the Functions host itself reads; Slipway documents them but does not parse them.
+    host_only: bool = False
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "FUNCTIONS_WORKER_RUNTIME",
+        "Language worker the Functions host starts. Always `python`.",
+        "python",
+        host_only=True,
+    ),
+    Setting(
+        "AzureWebJobsStorage",
+        "Connection string of the storage account that holds the Durable task hub, Slipway's "
+        "tables and queues. Leave empty in Azure, where the identity-based "
+        "`AzureWebJobsStorage__accountName` is used instead.",
+        "UseDevelopmentStorage=true",
+        default="",
+        secret=True,
+    ),
+    Setting(
+        "AzureWebJobsStorage__accountName",
+        "Storage account name for identity-based access (managed identity). Used when "
+        "`AzureWebJobsStorage` is empty.",
+        "",
+        default="",
+    ),
+    Setting(
+        "AzureWebJobsStorage__clientId",
+        "Client id of a user-assigned managed identity for storage; empty for the system-assigned identity.",
+        "",
+        default="",
+    ),
+    Setting(
+        "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        "Application Insights connection string; the host sends logs and traces there.",
+        "",
+        host_only=True,
+    ),
+    Setting(
+        "SLIPWAY_TASK_HUB",
+        "Durable Functions task hub name (host.json reads it). Letters and digits, 3-45 "
+        "characters, starting with a letter.",
+        "SlipwayDev",
+        default="Slipway",
+    ),
+    Setting(
+        "SLIPWAY_WORKSPACE_DIR",
+        "Folder holding the workflow scripts: the Azure Files share mount in Azure, a bind "
+        "mount or local folder in development.",
+        "./workspace",
+        default="/workspace",
+    ),
+    Setting(
+        "SLIPWAY_TEMP_DIR",
+        "Folder for workflow artifacts that outlive one step (the temp share in Azure, which "
+        "is never mounted at /tmp).",
+        "./.dev/tmp",
+        default="/tmp",  # noqa: S108 - a documented default, checked for writability at start-up
+    ),
+    Setting(
+        "SLIPWAY_MIN_FREE_MB",
+        "Readiness fails when the workspace or temp folder has less free space than this (MiB).",
+        "256",
+        default="256",
+    ),
+    Setting(
+        "SLIPWAY_SECRET_STORE",
+        "Where secrets (GitHub token, webhook secret) live: `keyvault` in Azure, `file` for a "
+        "local 0600 file.",
+        "file",
+    ),
+    Setting(
+        "SLIPWAY_KEY_VAULT_URL",
+        "Key Vault URL, required when `SLIPWAY_SECRET_STORE=keyvault`.",
+        "",
+        default="",
+    ),
+    Setting(
+        "SLIPWAY_SECRETS_FILE",
+        "Path of the local secrets file, required when `SLIPWAY_SECRET_STORE=file`.",
+        "./.dev/secrets.json",
+        default="",
+    ),
+    Setting(
+        "SLIPWAY_TRUST_CLIENT_PRINCIPAL",
+        "Trust the `x-ms-client-principal` header. Only true where the platform guarantees "
+        "that the linked Static Web App is the only way in (see README, Authentication).",
+        "false",
+        default="false",
+    ),
+    Setting(
+        "SLIPWAY_API_TOKEN",
+        "Bearer token that grants the admin role (automation, or `slipway dev` on a "
+        "non-loopback address). At least 32 characters; empty disables it.",
+        "",
+        default="",
+        secret=True,
+    ),
+    Setting(
+        "SLIPWAY_DEV_PRINCIPAL",
+        "Grant every request an admin development principal. Only for a port reachable from "
+        "this machine alone; refused when running in Azure App Service.",
+        "true",
+        default="false",
+    ),
+    Setting(
+        "SLIPWAY_WEB_DIR",
+        "Folder of the built web UI to serve at `/`; empty serves no UI (in Azure the Static "
+        "Web App serves it).",
+        "./web",
+        default="",
+    ),
+    Setting(
+        "SLIPWAY_LOG_LEVEL",
+        "Log level of Slipway's own loggers: DEBUG, INFO, WARNING or ERROR.",
+        "INFO",
+        default="INFO",
+    ),
+)
+
+SETTING_NAMES: frozenset[str] = frozenset(s.env for s in SETTINGS)
+
+_TASK_HUB = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,44}$")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_MIN_TOKEN_LENGTH = 32
+# App Service sets these in every site it runs; their presence means "not a developer laptop".
+_APP_SERVICE_MARKERS = ("WEBSITE_INSTANCE_ID", "WEBSITE_SITE_NAME")
+
+
+@dataclass(frozen=True)
+class StorageConnection:
+    """How to reach the storage account: a connection string, or an account and identity."""
+
+    connection_string: str = field(default="", repr=False)
+    account_name: str = ""
+    client_id: str = ""
+
+    @property
+    def uses_identity(self) -> bool:
+        return not self.connection_string
+
+    def service_url(self, service: str) -> str:
+        """The endpoint of ``blob``, ``queue`` or ``table`` for identity-based access."""
+        return f"https://{self.account_name}.{service}.core.windows.net"
+
+    def describe(self) -> str:
+        """Where the storage is, without any key: safe for logs and health output."""
+        if self.uses_identity:
+            return f"account {self.account_name} (managed identity)"
+        parts = dict(p.split("=", 1) for p in self.connection_string.split(";") if "=" in p and p.strip())
+        if parts.get("UseDevelopmentStorage", "").lower() == "true":
+            return "Azurite (UseDevelopmentStorage)"
+        endpoint = parts.get("QueueEndpoint") or parts.get("TableEndpoint") or parts.get("BlobEndpoint")
+        if endpoint:
+            return f"account {parts.get('AccountName', '?')} at {endpoint}"
+        return f"account {parts.get('AccountName', '?')}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Slipway's configuration: build it with ``load_settings``."""
+
+    storage: StorageConnection
+    task_hub: str
+    workspace_dir: Path
+    temp_dir: Path
+    min_free_mb: int
+    secret_store: SecretStoreKind
+    key_vault_url: str
+    secrets_file: Path | None
+    trust_client_principal: bool
+    api_token: str = field(repr=False)
+    dev_principal: bool
+    web_dir: Path | None
+    log_level: str
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _parse_positive_int(raw: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+    if value < 0:
+        raise ValueError("expected a number of 0 or more")
+    return value
+
+
+def _parse_url(raw: str) -> str:
+    parsed = urlparse(raw.strip())
+    if parsed.scheme != "https" or not parsed.netloc:
+        raise ValueError("expected an https:// URL such as https://myvault.vault.azure.net/")
+    return raw.strip()
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Read and validate every setting; raise ``SettingsError`` naming all that are wrong."""
+    problems: list[str] = []
+    spec = {s.env: s for s in SETTINGS}
+
+    def raw(name: str) -> str:
+        value = env.get(name)
+        if value is None or value == "":
+            default = spec[name].default
+            if default is None:
+                problems.append(f"{name} is missing: {spec[name].description}")
+                return ""
+            return default
+        return value
+
+    def parsed(name: str, parse: Callable[[str], Any], fallback: Any) -> Any:
+        value = raw(name)
+        try:
+            return parse(value)
+        except ValueError as exc:
+            shown = "<hidden>" if spec[name].secret else repr(value)
+            problems.append(f"{name}={shown} is malformed: {exc}")
+            return fallback
+
+    connection_string = raw("AzureWebJobsStorage").strip()
+    account_name = raw("AzureWebJobsStorage__accountName").strip()
+    if not connection_string and not account_name:
+        problems.append(
+            "AzureWebJobsStorage is missing: set a storage connection string, or "
+            "AzureWebJobsStorage__accountName for identity-based access"
+        )
+    if account_name and not re.fullmatch(r"[a-z0-9]{3,24}", account_name):
+        problems.append(
+            f"AzureWebJobsStorage__accountName={account_name!r} is malformed: expected 3-24 "
+            "lowercase letters and digits"
+        )
+    storage = StorageConnection(connection_string, account_name, raw("AzureWebJobsStorage__clientId"))
+
+    task_hub = raw("SLIPWAY_TASK_HUB")
+    if not _TASK_HUB.match(task_hub):
+        problems.append(
+            f"SLIPWAY_TASK_HUB={task_hub!r} is malformed: expected 3-45 letters and digits, "
+            "starting with a letter"
+        )
+
+    store_raw = raw("SLIPWAY_SECRET_STORE").strip().lower()
+    secret_store = SecretStoreKind.FILE
+    if store_raw:
+        try:
+            secret_store = SecretStoreKind(store_raw)
+        except ValueError:
+            problems.append(f"SLIPWAY_SECRET_STORE={store_raw!r} is malformed: expected keyvault or file")
+
+    key_vault_url = ""
+    secrets_file: Path | None = None
+    if secret_store is SecretStoreKind.KEY_VAULT and store_raw:
+        if not raw("SLIPWAY_KEY_VAULT_URL"):
+            problems.append("SLIPWAY_KEY_VAULT_URL is missing: required when SLIPWAY_SECRET_STORE=keyvault")
+        else:
+            key_vault_url = parsed("SLIPWAY_KEY_VAULT_URL", _parse_url, "")
+    elif secret_store is SecretStoreKind.FILE and store_raw:
+        if not raw("SLIPWAY_SECRETS_FILE"):
+            problems.append("SLIPWAY_SECRETS_FILE is missing: required when SLIPWAY_SECRET_STORE=file")
+        else:
+            secrets_file = Path(raw("SLIPWAY_SECRETS_FILE"))
+
+    api_token = raw("SLIPWAY_API_TOKEN")
+    if api_token and len(api_token) < _MIN_TOKEN_LENGTH:
+        problems.append(
+            f"SLIPWAY_API_TOKEN is too short: expected at least {_MIN_TOKEN_LENGTH} characters "
+            '(generate one with `python -c "import secrets; print(secrets.token_urlsafe(32))"`)'
+        )
+
+    dev_principal = parsed("SLIPWAY_DEV_PRINCIPAL", _parse_bool, False)
+    if dev_principal and any(env.get(marker) for marker in _APP_SERVICE_MARKERS):
+        problems.append(
+            "SLIPWAY_DEV_PRINCIPAL=true is refused: this process runs in Azure App Service, where "
+            "it would make every visitor an admin"
+        )
+
+    log_level = raw("SLIPWAY_LOG_LEVEL").strip().upper()
+    if log_level not in _LOG_LEVELS:
+        problems.append(
+            f"SLIPWAY_LOG_LEVEL={log_level!r} is malformed: expected one of {', '.join(_LOG_LEVELS)}"
+        )
+
+    web_dir_raw = raw("SLIPWAY_WEB_DIR")
+    settings = Settings(
+        storage=storage,
+        task_hub=task_hub,
+        workspace_dir=Path(raw("SLIPWAY_WORKSPACE_DIR")),
+        temp_dir=Path(raw("SLIPWAY_TEMP_DIR")),
+        min_free_mb=parsed("SLIPWAY_MIN_FREE_MB", _parse_positive_int, 0),
+        secret_store=secret_store,
+        key_vault_url=key_vault_url,
+        secrets_file=secrets_file,
+        trust_client_principal=parsed("SLIPWAY_TRUST_CLIENT_PRINCIPAL", _parse_bool, False),
+        api_token=api_token,
+        dev_principal=dev_principal,
+        web_dir=Path(web_dir_raw) if web_dir_raw else None,
+        log_level=log_level,
+    )
+    if problems:
+        raise SettingsError(problems)
+    return settings

@@ -1,0 +1,28 @@
+"""Azure Functions bindings: the app the host indexes, built from Slipway's services.
+
+``create_function_app`` is all ``function_app.py`` calls. It returns an ``AsgiFunctionApp``
+whose catch-all HTTP function serves the FastAPI app, plus native functions registered from
+blueprints (the function-key automation entry today; queue triggers, orchestrators and
+activities as the engine grows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import azure.functions as func
+
+from slipway.api.app import create_api
+from slipway.bootstrap import build_services
+from slipway.config import load_settings
+from slipway.functions.http import ASGI_FUNCTION, automation_blueprint
+
+
+def create_function_app(env: Mapping[str, str]) -> func.AsgiFunctionApp:
+    """Validate settings, build services and register every function."""
+    services = build_services(load_settings(env))
+    api = create_api(services)
+    # Anonymous at the host: the API authenticates every request itself (slipway.auth).
+    app = func.AsgiFunctionApp(app=api, http_auth_level=func.AuthLevel.ANONYMOUS, function_name=ASGI_FUNCTION)
+    app.register_functions(automation_blueprint(api))
+    return app

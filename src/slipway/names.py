@@ -1,0 +1,21 @@
+"""Names of Slipway's storage resources, defined once.
+
+Table and queue names are shared by the API, the queue triggers, the local runner and the
+infra template; keeping them here means one spelling everywhere.
+"""
+
+from __future__ import annotations
+
+# Tables (letters and digits only, 3-63 characters).
+HEALTH_TABLE = "SlipwayHealth"
+
+# Queues (lowercase letters, digits and single dashes, 3-63 characters).
+HEALTH_QUEUE = "slipway-health"
+
+# The host moves a message that failed maxDequeueCount times to "<queue>-poison".
+POISON_SUFFIX = "-poison"
+
+
+def poison_queue(queue: str) -> str:
+    """The queue where the Functions host parks a message that kept failing."""
+    return f"{queue}{POISON_SUFFIX}"
