@@ -64,13 +64,13 @@ class QueueBus:
     def endpoint(self) -> str:
         return self._service.url
 
-    def _queue(self, name: str) -> QueueClient:
+    def _queue(self, name: str, **create_options: Any) -> QueueClient:
         with self._lock:
             client = self._queues.get(name)
             if client is None:
                 client = self._service.get_queue_client(name)
                 with contextlib.suppress(ResourceExistsError):
-                    client.create_queue()
+                    client.create_queue(**create_options)
                 self._queues[name] = client
             return client
 
@@ -127,7 +127,8 @@ class QueueBus:
     def probe(self, queue: str) -> dict[str, str]:
         """Read the queue's properties; returns which server and API version answered."""
         captured: dict[str, str] = {}
-        self._queue(queue).get_queue_properties(raw_response_hook=response_versions(captured))
+        # One retry only: a readiness probe must report a dead service, not wait it out.
+        self._queue(queue, retry_total=1).get_queue_properties(raw_response_hook=response_versions(captured), retry_total=1)
         return captured
 
     def approximate_count(self, queue: str) -> int:

@@ -7,19 +7,24 @@ that works locally works in Azure. Values never appear in logs or exception mess
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
 import stat
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.keyvault.secrets import SecretClient
 
-_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
+# Key Vault finishes a delete or a recovery within seconds; never hold a request longer.
+_WAIT_SECONDS = 60
+
+_NAME = re.compile(r"[0-9A-Za-z-]{1,127}")
 
 
 class SecretStoreError(RuntimeError):
@@ -27,7 +32,7 @@ class SecretStoreError(RuntimeError):
 
 
 def check_secret_name(name: str) -> None:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):  # not match + "$": "$" also matches before a final newline
         raise ValueError(f"secret name {name!r} must be 1-127 letters, digits or dashes")
 
 
@@ -53,6 +58,18 @@ class FileSecretStore:
         self._lock = threading.Lock()
         self.location = f"file {path}"
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Exclusive across threads and processes (the runner and a CLI may share the file)."""
+        with self._lock:
+            self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self._path.with_name(self._path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)
+
     def _load(self) -> dict[str, str]:
         try:
             info = self._path.stat()
@@ -70,6 +87,8 @@ class FileSecretStore:
             raise SecretStoreError(
                 f"secrets file {self._path} is not valid JSON (line {exc.lineno})"
             ) from None
+        except UnicodeDecodeError:
+            raise SecretStoreError(f"secrets file {self._path} is not UTF-8 text") from None
         if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
             raise SecretStoreError(f"secrets file {self._path} must hold a JSON object of strings")
         return data
@@ -90,26 +109,26 @@ class FileSecretStore:
 
     def get_secret(self, name: str) -> str | None:
         check_secret_name(name)
-        with self._lock:
+        with self._locked():
             return self._load().get(name)
 
     def set_secret(self, name: str, value: str) -> None:
         check_secret_name(name)
-        with self._lock:
+        with self._locked():
             data = self._load()
             data[name] = value
             self._save(data)
 
     def delete_secret(self, name: str) -> None:
         check_secret_name(name)
-        with self._lock:
+        with self._locked():
             data = self._load()
             if data.pop(name, None) is not None:
                 self._save(data)
 
     def check_access(self) -> dict[str, str]:
         """Prove the file can be read (permissions and format); used by health checks."""
-        with self._lock:
+        with self._locked():
             count = len(self._load())
         return {"location": self.location, "secrets": str(count)}
 
@@ -137,15 +156,17 @@ class KeyVaultSecretStore:
             self._client.set_secret(name, value)
         except HttpResponseError as exc:
             # With soft delete on, a deleted secret blocks its name until it is recovered.
-            if exc.status_code != 409:
+            if exc.status_code != 409 or "deleted" not in str(exc.message or "").lower():
                 raise
-            self._client.begin_recover_deleted_secret(name).wait()
+            self._client.begin_recover_deleted_secret(name).wait(timeout=_WAIT_SECONDS)
             self._client.set_secret(name, value)
 
     def delete_secret(self, name: str) -> None:
         check_secret_name(name)
         with contextlib.suppress(ResourceNotFoundError):
-            self._client.begin_delete_secret(name)
+            # Deletion takes a moment; until it lands a set of the same name answers 409 and
+            # cannot be recovered yet, so wait for it as the SDK's poller allows.
+            self._client.begin_delete_secret(name).wait(timeout=_WAIT_SECONDS)
 
     def check_access(self) -> dict[str, str]:
         with contextlib.suppress(ResourceNotFoundError):

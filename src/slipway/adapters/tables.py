@@ -25,13 +25,13 @@ class TableStore:
     def endpoint(self) -> str:
         return self._service.url
 
-    def _table(self, name: str) -> TableClient:
+    def _table(self, name: str, **create_options: Any) -> TableClient:
         with self._lock:
             client = self._tables.get(name)
             if client is None:
                 client = self._service.get_table_client(name)
                 with contextlib.suppress(ResourceExistsError):
-                    client.create_table()
+                    client.create_table(**create_options)
                 self._tables[name] = client
             return client
 
@@ -52,9 +52,10 @@ class TableStore:
     def probe(self, table: str, entity: Mapping[str, Any]) -> dict[str, str]:
         """Write and read back ``entity``; returns which server and API version answered."""
         captured: dict[str, str] = {}
-        self._table(table).upsert_entity(dict(entity), mode=UpdateMode.REPLACE)
+        # One retry only: a readiness probe must report a dead service, not wait it out.
+        self._table(table, retry_total=1).upsert_entity(dict(entity), mode=UpdateMode.REPLACE, retry_total=1)
         self._table(table).get_entity(
-            entity["PartitionKey"], entity["RowKey"], raw_response_hook=response_versions(captured)
+            entity["PartitionKey"], entity["RowKey"], raw_response_hook=response_versions(captured), retry_total=1
         )
         return captured
 

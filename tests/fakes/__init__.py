@@ -1,0 +1,1 @@
+"""Small local fakes of cloud services that speak their documented wire formats."""

@@ -1,0 +1,154 @@
+"""Every API route against every kind of caller, over real HTTP: 401, 403 or success."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+
+import pytest
+from fastapi.routing import APIRoute
+
+from slipway.api.app import ROUTERS, create_api
+from slipway.api.security import RoleGuard
+from slipway.auth import Role
+from slipway.bootstrap import build_services
+from slipway.config import load_settings
+
+TOKEN = "t" * 40
+PUBLIC_ROUTES = {("GET", "/api/health")}
+
+
+def swa_principal(*roles: str, name: str = "ada@example.com") -> dict[str, str]:
+    payload = {
+        "identityProvider": "aad",
+        "userId": "0f3c",
+        "userDetails": name,
+        "userRoles": ["anonymous", "authenticated", *roles],
+    }
+    return {"x-ms-client-principal": base64.b64encode(json.dumps(payload).encode()).decode()}
+
+
+# Each caller: the headers it sends and the role it should be granted (None: authenticated, no
+# role, so 403 everywhere; "reject": credentials refused, so 401 everywhere).
+CALLERS: dict[str, tuple[dict[str, str], Role | str | None]] = {
+    "anonymous": ({}, "reject"),
+    "wrong token": ({"Authorization": "Bearer " + "x" * 40}, "reject"),
+    "malformed authorization": ({"Authorization": "Basic abc"}, "reject"),
+    "garbage principal header": ({"x-ms-client-principal": "%%%not-base64"}, "reject"),
+    "signed-in user without role": (swa_principal(), None),
+    "reader": (swa_principal("reader"), Role.READER),
+    "editor": (swa_principal("editor"), Role.EDITOR),
+    "admin": (swa_principal("admin"), Role.ADMIN),
+    "api token": ({"Authorization": f"Bearer {TOKEN}"}, Role.ADMIN),
+}
+
+
+@pytest.fixture
+def api_url(base_env: dict[str, str], live_server: type) -> Iterator[tuple[str, list[APIRoute]]]:
+    env = {**base_env, "SLIPWAY_API_TOKEN": TOKEN, "SLIPWAY_TRUST_CLIENT_PRINCIPAL": "true"}
+    api = create_api(build_services(load_settings(env)))
+    routes = [r for router in ROUTERS for r in router.routes if isinstance(r, APIRoute)]
+    routes += [r for r in api.routes if isinstance(r, APIRoute)]
+    # The walk must cover everything the API documents, or a route could escape the matrix.
+    documented = {(m.upper(), path) for path, ops in api.openapi()["paths"].items() for m in ops}
+    walked = {(m, r.path) for r in routes for m in r.methods}
+    assert documented <= walked
+    with live_server(api) as server:
+        yield server.url, routes
+
+
+def _required_role(route: APIRoute) -> Role | None:
+    guards = [d.call for d in route.dependant.dependencies if isinstance(d.call, RoleGuard)]
+    assert len(guards) <= 1, f"{route.path} has more than one role guard"
+    return guards[0].role if guards else None
+
+
+def test_every_route_but_liveness_declares_a_role(api_url: tuple[str, list[APIRoute]]) -> None:
+    _, routes = api_url
+    for route in routes:
+        for method in route.methods:
+            if (method, route.path) in PUBLIC_ROUTES:
+                assert _required_role(route) is None
+            else:
+                assert _required_role(route) is not None, f"{method} {route.path} has no role guard"
+
+
+def test_every_route_answers_each_caller_with_401_403_or_success(api_url: tuple[str, list[APIRoute]]) -> None:
+    import httpx
+
+    url, routes = api_url
+    checked = 0
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for route in routes:
+            required = _required_role(route)
+            for method in route.methods:
+                for caller, (headers, granted) in CALLERS.items():
+                    response = client.request(method, route.path, headers=headers)
+                    where = f"{caller}: {method} {route.path}"
+                    if required is None:
+                        assert response.status_code < 400, where
+                    elif granted == "reject":
+                        assert response.status_code == 401, where
+                        assert response.json()["error"]["code"] == "unauthenticated", where
+                        assert response.headers["www-authenticate"].startswith("Bearer"), where
+                    elif granted is None or granted < required:
+                        assert response.status_code == 403, where
+                        error = response.json()["error"]
+                        assert error["code"] == "forbidden", where
+                        assert required.label in error["message"], where
+                    else:
+                        assert response.status_code < 400, (where, response.text)
+                    checked += 1
+    assert checked >= len(CALLERS) * 4
+
+
+def test_client_principal_is_ignored_unless_the_platform_is_trusted(
+    base_env: dict[str, str], live_server: type
+) -> None:
+    api = create_api(build_services(load_settings(base_env)))
+    with live_server(api) as server, server.client() as client:
+        response = client.get("/api/me", headers=swa_principal("admin"))
+        assert response.status_code == 401
+
+
+def test_me_reports_the_principal_and_the_roles_it_includes(api_url: tuple[str, list[APIRoute]]) -> None:
+    import httpx
+
+    url, _ = api_url
+    with httpx.Client(base_url=url) as client:
+        me = client.get("/api/me", headers=swa_principal("editor", name="grace")).json()
+    assert me == {"name": "grace", "provider": "aad", "roles": ["reader", "editor"]}
+
+
+def test_development_principal_is_admin(base_env: dict[str, str], live_server: type) -> None:
+    api = create_api(build_services(load_settings({**base_env, "SLIPWAY_DEV_PRINCIPAL": "true"})))
+    with live_server(api) as server, server.client() as client:
+        assert client.get("/api/me").json()["roles"] == ["reader", "editor", "admin"]
+        # Presenting a wrong token is still an error, even where no token is needed.
+        assert client.get("/api/me", headers={"Authorization": "Bearer nope"}).status_code == 401
+
+
+def test_unknown_route_and_wrong_method_answer_in_the_json_error_shape(
+    api_url: tuple[str, list[APIRoute]],
+) -> None:
+    import httpx
+
+    url, _ = api_url
+    with httpx.Client(base_url=url) as client:
+        missing = client.get("/api/nothing-here", headers=swa_principal("reader"))
+        assert missing.status_code == 404
+        assert missing.json()["error"] == {"code": "not_found", "message": "no route GET /api/nothing-here"}
+        wrong = client.post("/api/health")
+        assert wrong.status_code == 405
+        assert wrong.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_openapi_document_lists_the_routes(api_url: tuple[str, list[APIRoute]]) -> None:
+    import httpx
+
+    url, _ = api_url
+    with httpx.Client(base_url=url) as client:
+        document = client.get("/api/openapi.json", headers=swa_principal("reader")).json()
+    assert "/api/health/ready" in document["paths"]
+    assert "/api/me" in document["paths"]

@@ -1,0 +1,208 @@
+"""KeyVaultSecretStore against a local fake of the Key Vault REST API, over real HTTPS.
+
+The real ``SecretClient`` does the talking: the bearer challenge, the JSON bodies and the
+error mapping are the SDK's own. Only the vault is fake (see ``tests/fakes/keyvault.py``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import HttpResponseError
+from azure.keyvault.secrets import SecretClient
+from azure.keyvault.secrets._shared import http_challenge_cache
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from fakes.keyvault import TENANT, FakeKeyVault
+
+from slipway.adapters.secrets import KeyVaultSecretStore
+
+VAULT_SCOPE = "https://vault.azure.net/.default"
+
+
+class RecordingCredential:
+    """A TokenCredential that hands out one fixed token and remembers what it was asked for."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.asked: list[tuple[tuple[str, ...], str | None]] = []
+
+    def get_token(self, *scopes: str, tenant_id: str | None = None, **kwargs: Any) -> AccessToken:
+        self.asked.append((scopes, tenant_id))
+        return AccessToken(self.token, int(time.time()) + 3600)
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost, and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Slipway test vault")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    cert_file, key_file = folder / "vault.pem", folder / "vault.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+@pytest.fixture
+def vault(tls_files: tuple[Path, Path]) -> Iterator[FakeKeyVault]:
+    http_challenge_cache.clear()  # the SDK caches challenges per host:port, process-wide
+    with FakeKeyVault(*tls_files) as fake:
+        yield fake
+    http_challenge_cache.clear()
+
+
+@pytest.fixture
+def credential(vault: FakeKeyVault) -> RecordingCredential:
+    return RecordingCredential(vault.token)
+
+
+@pytest.fixture
+def store(
+    vault: FakeKeyVault, credential: RecordingCredential, tls_files: tuple[Path, Path]
+) -> Iterator[KeyVaultSecretStore]:
+    client = SecretClient(
+        vault.url,
+        credential,
+        # Verify the fake's certificate against the test certificate, not skip verification.
+        connection_verify=str(tls_files[0]),
+        # The challenge names vault.azure.net, which 127.0.0.1 is not under; the SDK checks that.
+        verify_challenge_resource=False,
+        connection_timeout=5,
+        read_timeout=5,
+        retry_total=0,
+    )
+    with client:
+        yield KeyVaultSecretStore(client)
+
+
+def test_a_stored_secret_reads_back(store: KeyVaultSecretStore, vault: FakeKeyVault) -> None:
+    store.set_secret("github-token", "ghp_s3cret")
+
+    assert store.get_secret("github-token") == "ghp_s3cret"
+    assert vault.value_of("github-token") == "ghp_s3cret"
+
+
+def test_the_sdk_answers_the_vault_challenge_with_a_token_for_the_vault_scope(
+    store: KeyVaultSecretStore, vault: FakeKeyVault, credential: RecordingCredential
+) -> None:
+    store.set_secret("github-token", "ghp_s3cret")
+    store.get_secret("github-token")
+
+    # The first request goes out without a token and is challenged; the retry carries it.
+    assert [status for _, _, status in vault.requests] == [401, 200, 200]
+    assert credential.asked == [((VAULT_SCOPE,), TENANT)]
+    assert vault.value_of("github-token") == "ghp_s3cret"  # the body survived the challenge
+
+
+def test_a_missing_secret_reads_as_none(store: KeyVaultSecretStore) -> None:
+    assert store.get_secret("never-set") is None
+
+
+def test_setting_a_secret_again_after_deleting_it_recovers_it_and_stores_the_new_value(
+    store: KeyVaultSecretStore, vault: FakeKeyVault
+) -> None:
+    store.set_secret("api-key", "first")
+    store.delete_secret("api-key")
+    assert store.get_secret("api-key") is None
+
+    store.set_secret("api-key", "second")
+
+    assert store.get_secret("api-key") == "second"
+    calls = [(method, path, status) for method, path, status in vault.requests if status != 401]
+    assert ("PUT", "/secrets/api-key", 409) in calls  # the soft-deleted name blocked the first PUT
+    assert ("POST", "/deletedsecrets/api-key/recover", 200) in calls
+
+
+def test_setting_a_secret_right_after_deleting_it_works_while_the_vault_is_still_deleting(
+    store: KeyVaultSecretStore, vault: FakeKeyVault
+) -> None:
+    # A real vault takes a moment before a deleted secret reaches /deletedsecrets.
+    vault.deletion_seconds = 0.3
+    store.set_secret("api-key", "first")
+    store.delete_secret("api-key")
+
+    store.set_secret("api-key", "second")
+
+    assert store.get_secret("api-key") == "second"
+
+
+def test_deleting_a_secret_that_does_not_exist_is_not_an_error(store: KeyVaultSecretStore) -> None:
+    store.delete_secret("never-set")
+
+    assert store.get_secret("never-set") is None
+
+
+def test_check_access_succeeds_against_a_vault_without_the_probe_secret(
+    store: KeyVaultSecretStore, vault: FakeKeyVault
+) -> None:
+    assert store.check_access() == {"location": f"key vault {vault.url}"}
+    assert vault.requests[-1] == ("GET", "/secrets/slipway-health-probe/", 404)
+
+
+@pytest.mark.parametrize(
+    "name", ["bad_name", "a/b", "../secrets", "", "x" * 128, "trailing-newline\n", "café"]
+)
+def test_a_name_key_vault_refuses_is_rejected_before_any_request(
+    store: KeyVaultSecretStore, vault: FakeKeyVault, name: str
+) -> None:
+    for call in (
+        lambda: store.set_secret(name, "value"),
+        lambda: store.get_secret(name),
+        lambda: store.delete_secret(name),
+    ):
+        with pytest.raises(ValueError, match="letters, digits or dashes"):
+            call()
+
+    assert vault.requests == []
+
+
+def test_a_forbidden_secret_raises_without_the_value_in_the_message(
+    store: KeyVaultSecretStore, vault: FakeKeyVault
+) -> None:
+    vault.forbidden.add("locked")
+    value = "hunter2-do-not-leak"
+
+    with pytest.raises(HttpResponseError) as raised:
+        store.set_secret("locked", value)
+
+    assert raised.value.status_code == 403
+    assert "not authorized" in str(raised.value)
+    assert value not in str(raised.value)
+    assert value not in repr(raised.value)
+    assert vault.value_of("locked") is None
