@@ -1,0 +1,258 @@
+"""``slipway dev``: the whole product on one machine, playing the Functions host's part.
+
+Start order: validate the listen address, start Azurite (data under ``--data``), set the app
+settings, import ``function_app.py`` from the app root exactly as the worker would, then run
+in one event loop: uvicorn for the app's HTTP functions, a loopback uvicorn for the Durable
+extension's HTTP API, the queue poller, and the Durable replay harness. Ctrl-C (or SIGTERM)
+stops all of them, then Azurite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import ipaddress
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+import uvicorn
+
+from slipway.bootstrap import build_services
+from slipway.config import SettingsError, load_settings
+from slipway.functions.catalog import indexed_functions
+from slipway.functions.http import ASGI_FUNCTION
+from slipway.local.azurite import Azurite, AzuriteError, find_azurite, free_port
+from slipway.local.console_log import configure_runner_logging
+from slipway.local.durable import DurableHarness
+from slipway.local.durable_rpc import client_binding_json, create_rpc_app
+from slipway.local.hostconfig import HostConfig, HostConfigError, load_host_config
+from slipway.local.http_dispatch import HttpDispatcher, native_routes
+from slipway.local.queue_poller import QueuePoller, queue_triggers
+
+log = logging.getLogger("slipway.local.runner")
+
+
+@dataclass(frozen=True)
+class DevOptions:
+    host: str = "127.0.0.1"
+    port: int = 7071
+    workspace: Path = Path("workspace")
+    data: Path = Path(".dev")
+    app_root: Path = Path(".")
+
+
+class RunnerError(RuntimeError):
+    """The runner cannot start; the message says what to change."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _local_settings(app_root: Path) -> dict[str, str]:
+    """``Values`` of local.settings.json, as Core Tools applies them."""
+    path = app_root / "local.settings.json"
+    if not path.exists():
+        return {}
+    try:
+        values = json.loads(path.read_text(encoding="utf-8")).get("Values", {})
+    except (json.JSONDecodeError, AttributeError) as exc:
+        raise RunnerError(f"{path} is not valid: {exc}") from None
+    return {str(k): str(v) for k, v in values.items()}
+
+
+def compose_environment(
+    options: DevOptions, base: Mapping[str, str], storage_connection: str
+) -> dict[str, str]:
+    """The app settings for this run: the environment, then local.settings.json, then defaults.
+
+    Storage always points at the runner's Azurite, and the development principal follows the
+    listen address, never a file: a copied local.settings.json must not make a public port admin.
+    """
+    data = options.data.resolve()
+    defaults = {
+        "FUNCTIONS_WORKER_RUNTIME": "python",
+        "SLIPWAY_TASK_HUB": "SlipwayDev",
+        "SLIPWAY_WORKSPACE_DIR": str(options.workspace.resolve()),
+        "SLIPWAY_TEMP_DIR": str(data / "tmp"),
+        "SLIPWAY_SECRET_STORE": "file",
+        "SLIPWAY_SECRETS_FILE": str(data / "secrets.json"),
+        "SLIPWAY_WEB_DIR": str((options.app_root / "web").resolve()),
+    }
+    env = {**defaults, **_local_settings(options.app_root), **base}
+    env["AzureWebJobsStorage"] = storage_connection
+    env["SLIPWAY_DEV_PRINCIPAL"] = "true" if is_loopback(options.host) else "false"
+    return env
+
+
+def import_function_app(app_root: Path) -> func.FunctionApp:
+    """Import ``function_app.py`` from ``app_root`` the way the Python worker does."""
+    path = app_root.resolve() / "function_app.py"
+    if not path.exists():
+        raise RunnerError(f"{path} does not exist: --app-root must hold function_app.py")
+    sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location("function_app", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["function_app"] = module
+    spec.loader.exec_module(module)
+    app = getattr(module, "app", None)
+    if not isinstance(app, func.FunctionRegister):
+        raise RunnerError(f"{path} defines no Functions app named `app`")
+    return app
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the runner stops every part together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _asgi_app(app: func.FunctionRegister) -> Any | None:
+    """The ASGI app behind the catch-all, served directly so responses can stream locally."""
+    middleware = getattr(app, "middleware", None)
+    return getattr(middleware, "_app", None)
+
+
+async def _serve(
+    options: DevOptions, app: func.FunctionRegister, env: Mapping[str, str], host: HostConfig
+) -> None:
+    functions = indexed_functions(app)
+    directory = str(options.app_root.resolve())
+    harness = DurableHarness(
+        app, max_parallel_activities=host.max_concurrent_activities, task_hub=host.task_hub
+    )
+
+    rpc_port = free_port()
+    rpc_url = f"http://127.0.0.1:{rpc_port}/runtime/webhooks/durabletask/"
+    rpc_server = _Server(
+        uvicorn.Config(
+            create_rpc_app(harness), host="127.0.0.1", port=rpc_port, log_level="warning", lifespan="off"
+        )
+    )
+    client_json = client_binding_json(rpc_url, host.task_hub)
+
+    fallback = _asgi_app(app)
+    if fallback is None:
+        raise RunnerError("the app has no ASGI catch-all function to serve the API")
+    dispatcher = HttpDispatcher(
+        native_routes(functions, route_prefix=host.route_prefix, asgi_function=ASGI_FUNCTION),
+        fallback,
+        function_key=env.get("SLIPWAY_API_TOKEN", ""),
+        function_directory=directory,
+    )
+    http_server = _Server(
+        uvicorn.Config(dispatcher, host=options.host, port=options.port, log_level="warning", lifespan="off")
+    )
+
+    queues = build_services(load_settings(env)).queues
+    poller = QueuePoller(
+        queue_triggers(functions, env),
+        queues,
+        host,
+        durable_client_json=lambda: client_json,
+        function_directory=directory,
+    )
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def request_stop() -> None:
+        if not stop.is_set():
+            log.info("stopping")
+        stop.set()
+        http_server.should_exit = True
+        rpc_server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, request_stop)
+
+    tasks = [
+        asyncio.create_task(rpc_server.serve(), name="durable-rpc"),
+        asyncio.create_task(http_server.serve(), name="http"),
+        asyncio.create_task(poller.run(stop), name="queues"),
+        asyncio.create_task(harness.serve(stop), name="durable"),
+    ]
+    log.info(
+        "slipway dev is up",
+        extra={
+            "url": f"http://{options.host}:{options.port}/",
+            "workspace": env["SLIPWAY_WORKSPACE_DIR"],
+            "queue_triggers": len(queue_triggers(functions, env)),
+        },
+    )
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task.exception() is not None and not stop.is_set():
+                log.error("%s stopped unexpectedly: %s", task.get_name(), task.exception())
+    finally:
+        request_stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise RunnerError(
+                f"cannot listen on {host}:{port}: {exc.strerror} (is another `slipway dev` running?)"
+            ) from None
+
+
+def run_dev(options: DevOptions) -> int:
+    configure_runner_logging(os.environ.get("SLIPWAY_LOG_LEVEL", "INFO"))
+    if not is_loopback(options.host) and len(os.environ.get("SLIPWAY_API_TOKEN", "")) < 32:
+        log.error(
+            "refusing to listen on %s without SLIPWAY_API_TOKEN (32+ characters): the development "
+            "principal is only for loopback addresses",
+            options.host,
+        )
+        return 2
+    azurite: Azurite | None = None
+    try:
+        _check_port_free(options.host, options.port)
+        options.workspace.mkdir(parents=True, exist_ok=True)
+        (options.data / "tmp").mkdir(parents=True, exist_ok=True)
+        azurite = Azurite(
+            launcher=find_azurite(options.app_root.resolve()),
+            location=options.data / "azurite",
+            log_file=options.data / "azurite.log",
+        ).start()
+        env = compose_environment(options, os.environ, azurite.connection_string)
+        # The app reads its settings from the process environment, as under the host.
+        os.environ.update(env)
+        host = load_host_config(options.app_root, env)
+        app = import_function_app(options.app_root)
+        asyncio.run(_serve(options, app, env, host))
+        return 0
+    except (RunnerError, AzuriteError, HostConfigError, SettingsError, OSError) as exc:
+        log.error("slipway dev cannot start: %s", exc)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if azurite is not None:
+            azurite.stop()
