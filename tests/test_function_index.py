@@ -83,7 +83,10 @@ def test_function_app_refuses_to_start_naming_the_missing_setting(
 def test_host_json_is_what_the_functions_host_expects() -> None:
     host = json.loads((REPO_ROOT / "host.json").read_text(encoding="utf-8"))
     assert host["version"] == "2.0"
-    assert host["extensionBundle"] == {"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": "[4.*, 5.0.0)"}
+    assert host["extensionBundle"] == {
+        "id": "Microsoft.Azure.Functions.ExtensionBundle",
+        "version": "[4.*, 5.0.0)",
+    }
     assert host["extensions"]["durableTask"]["hubName"] == "%SLIPWAY_TASK_HUB%"
     queues = host["extensions"]["queues"]
     assert queues["messageEncoding"] == "base64"

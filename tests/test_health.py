@@ -18,9 +18,14 @@ def _serve(live_server: type, env: dict[str, str]):  # type: ignore[no-untyped-d
     return live_server(create_api(build_services(load_settings(env))))
 
 
-def test_liveness_needs_no_credentials_and_no_dependencies(base_env: dict[str, str], live_server: type) -> None:
+def test_liveness_needs_no_credentials_and_no_dependencies(
+    base_env: dict[str, str], live_server: type
+) -> None:
     # Storage that does not exist: liveness must still answer.
-    env = {**base_env, "AzureWebJobsStorage": "DefaultEndpointsProtocol=http;AccountName=x;AccountKey=eA==;QueueEndpoint=http://127.0.0.1:9/x;TableEndpoint=http://127.0.0.1:9/x;BlobEndpoint=http://127.0.0.1:9/x"}
+    env = {
+        **base_env,
+        "AzureWebJobsStorage": "DefaultEndpointsProtocol=http;AccountName=x;AccountKey=eA==;QueueEndpoint=http://127.0.0.1:9/x;TableEndpoint=http://127.0.0.1:9/x;BlobEndpoint=http://127.0.0.1:9/x",
+    }
     with _serve(live_server, env) as server, server.client() as client:
         response = client.get("/api/health")
     assert response.status_code == 200
@@ -38,7 +43,9 @@ def test_ready_lists_every_check_when_all_pass(base_env: dict[str, str], live_se
     assert all(c["latency_ms"] >= 0 for c in body["checks"])
 
 
-def test_ready_is_503_naming_a_missing_workspace(base_env: dict[str, str], live_server: type, tmp_path: Path) -> None:
+def test_ready_is_503_naming_a_missing_workspace(
+    base_env: dict[str, str], live_server: type, tmp_path: Path
+) -> None:
     env = {**base_env, "SLIPWAY_WORKSPACE_DIR": str(tmp_path / "not-mounted")}
     with _serve(live_server, env) as server, server.client() as client:
         response = client.get("/api/health/ready", headers=READER)
@@ -50,7 +57,9 @@ def test_ready_is_503_naming_a_missing_workspace(base_env: dict[str, str], live_
     assert failed == {"workspace"}
 
 
-def test_ready_is_503_when_temp_is_a_file_not_a_folder(base_env: dict[str, str], live_server: type, tmp_path: Path) -> None:
+def test_ready_is_503_when_temp_is_a_file_not_a_folder(
+    base_env: dict[str, str], live_server: type, tmp_path: Path
+) -> None:
     not_a_folder = tmp_path / "tmp-file"
     not_a_folder.write_text("x")
     env = {**base_env, "SLIPWAY_TEMP_DIR": str(not_a_folder)}
@@ -59,7 +68,9 @@ def test_ready_is_503_when_temp_is_a_file_not_a_folder(base_env: dict[str, str],
     assert "temp path" in body["error"]["message"] and "is not a folder" in body["error"]["message"]
 
 
-def test_ready_is_503_when_free_space_is_below_the_minimum(base_env: dict[str, str], live_server: type) -> None:
+def test_ready_is_503_when_free_space_is_below_the_minimum(
+    base_env: dict[str, str], live_server: type
+) -> None:
     env = {**base_env, "SLIPWAY_MIN_FREE_MB": str(10**12)}
     with _serve(live_server, env) as server, server.client() as client:
         response = client.get("/api/health/ready", headers=READER)
@@ -67,7 +78,9 @@ def test_ready_is_503_when_free_space_is_below_the_minimum(base_env: dict[str, s
     assert "MiB free, below the" in response.json()["error"]["message"]
 
 
-def test_ready_is_503_naming_tables_and_queues_when_storage_is_down(base_env: dict[str, str], live_server: type) -> None:
+def test_ready_is_503_naming_tables_and_queues_when_storage_is_down(
+    base_env: dict[str, str], live_server: type
+) -> None:
     dead = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=eA==;QueueEndpoint=http://127.0.0.1:9/devstoreaccount1;TableEndpoint=http://127.0.0.1:9/devstoreaccount1;BlobEndpoint=http://127.0.0.1:9/devstoreaccount1"
     with _serve(live_server, {**base_env, "AzureWebJobsStorage": dead}) as server, server.client() as client:
         response = client.get("/api/health/ready", headers=READER)
@@ -87,7 +100,9 @@ def test_ready_leaves_no_probe_files_in_the_workspace(base_env: dict[str, str], 
     assert list(Path(base_env["SLIPWAY_WORKSPACE_DIR"]).iterdir()) == []
 
 
-def test_detailed_reports_latency_and_versions_of_each_dependency(base_env: dict[str, str], live_server: type) -> None:
+def test_detailed_reports_latency_and_versions_of_each_dependency(
+    base_env: dict[str, str], live_server: type
+) -> None:
     with _serve(live_server, base_env) as server, server.client() as client:
         response = client.get("/api/health/detailed", headers=READER)
     assert response.status_code == 200

@@ -41,7 +41,9 @@ def test_every_setting_is_documented() -> None:
 
 
 def test_valid_environment_gives_typed_settings(base_env: dict[str, str]) -> None:
-    settings = load_settings({**base_env, "SLIPWAY_MIN_FREE_MB": "512", "SLIPWAY_TRUST_CLIENT_PRINCIPAL": "true"})
+    settings = load_settings(
+        {**base_env, "SLIPWAY_MIN_FREE_MB": "512", "SLIPWAY_TRUST_CLIENT_PRINCIPAL": "true"}
+    )
     assert settings.min_free_mb == 512
     assert settings.trust_client_principal is True
     assert settings.workspace_dir == Path(base_env["SLIPWAY_WORKSPACE_DIR"])

@@ -17,7 +17,7 @@ from azure.core.credentials import TokenCredential
 from azure.data.tables import TableServiceClient
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.keyvault.secrets import SecretClient
-from azure.storage.queue import QueueServiceClient
+from azure.storage.queue import ExponentialRetry, QueueServiceClient
 
 from slipway.adapters.queues import QueueBus
 from slipway.adapters.secrets import FileSecretStore, KeyVaultSecretStore, SecretStore
@@ -28,6 +28,9 @@ from slipway.health import HealthService
 
 # Storage calls fail fast rather than holding a request or a readiness probe for minutes.
 _CLIENT_OPTIONS: dict[str, Any] = {"connection_timeout": 5, "read_timeout": 20, "retry_total": 3}
+# The storage SDKs' own default backs off 15 s + 3^n s between tries (a minute for three);
+# a queued run or a readiness probe should not sit that long behind a blip.
+_QUEUE_RETRY = ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=3, random_jitter_range=1)
 
 
 @dataclass(frozen=True)
@@ -59,14 +62,14 @@ def build_services(settings: Settings) -> Services:
             storage.service_url("table"), credential=credential, **_CLIENT_OPTIONS
         )
         queue_service = QueueServiceClient(
-            storage.service_url("queue"), credential=credential, **_CLIENT_OPTIONS
+            storage.service_url("queue"), credential=credential, retry_policy=_QUEUE_RETRY, **_CLIENT_OPTIONS
         )
     else:
         table_service = TableServiceClient.from_connection_string(
             storage.connection_string, **_CLIENT_OPTIONS
         )
         queue_service = QueueServiceClient.from_connection_string(
-            storage.connection_string, **_CLIENT_OPTIONS
+            storage.connection_string, retry_policy=_QUEUE_RETRY, **_CLIENT_OPTIONS
         )
 
     secrets: SecretStore

@@ -17,7 +17,10 @@ TEST_STORAGE_ENV = "SLIPWAY_TEST_STORAGE"
 def _with_azurite(args: argparse.Namespace) -> int:
     command = [part for part in args.command if part != "--"]
     if not command:
-        print("slipway with-azurite: give a command to run, e.g. `slipway with-azurite -- pytest`", file=sys.stderr)
+        print(
+            "slipway with-azurite: give a command to run, e.g. `slipway with-azurite -- pytest`",
+            file=sys.stderr,
+        )
         return 2
     try:
         azurite = Azurite(launcher=find_azurite(Path.cwd())).start()
@@ -41,8 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     dev = commands.add_parser("dev", help="run the whole product on this machine (no Docker)")
     dev.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     dev.add_argument("--port", type=int, default=7071, help="port for the API and UI (default 7071)")
-    dev.add_argument("--workspace", type=Path, default=Path("workspace"), help="workspace folder (default ./workspace)")
-    dev.add_argument("--data", type=Path, default=Path(".dev"), help="folder for Azurite data, temp files, secrets")
+    dev.add_argument(
+        "--workspace", type=Path, default=Path("workspace"), help="workspace folder (default ./workspace)"
+    )
+    dev.add_argument(
+        "--data", type=Path, default=Path(".dev"), help="folder for Azurite data, temp files, secrets"
+    )
     dev.add_argument(
         "--app-root",
         type=Path,

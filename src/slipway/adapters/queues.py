@@ -128,7 +128,9 @@ class QueueBus:
         """Read the queue's properties; returns which server and API version answered."""
         captured: dict[str, str] = {}
         # One retry only: a readiness probe must report a dead service, not wait it out.
-        self._queue(queue, retry_total=1).get_queue_properties(raw_response_hook=response_versions(captured), retry_total=1)
+        self._queue(queue, retry_total=1).get_queue_properties(
+            raw_response_hook=response_versions(captured), retry_total=1
+        )
         return captured
 
     def approximate_count(self, queue: str) -> int:

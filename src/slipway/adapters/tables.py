@@ -55,7 +55,10 @@ class TableStore:
         # One retry only: a readiness probe must report a dead service, not wait it out.
         self._table(table, retry_total=1).upsert_entity(dict(entity), mode=UpdateMode.REPLACE, retry_total=1)
         self._table(table).get_entity(
-            entity["PartitionKey"], entity["RowKey"], raw_response_hook=response_versions(captured), retry_total=1
+            entity["PartitionKey"],
+            entity["RowKey"],
+            raw_response_hook=response_versions(captured),
+            retry_total=1,
         )
         return captured
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import azure.functions as func
+from azure.functions.queue import QueueMessage
 
 from slipway.adapters.queues import QueueBus, ReceivedMessage
 from slipway.local.hostconfig import HostConfig, resolve_app_settings
@@ -124,7 +125,8 @@ class QueuePoller:
         try:
             body = self._decode(message)
             arguments: dict[str, Any] = {
-                trigger.message_name: func.QueueMessage(
+                # The worker's message type, which carries the delivery metadata.
+                trigger.message_name: QueueMessage(
                     id=message.id,
                     body=body,
                     dequeue_count=message.dequeue_count,
