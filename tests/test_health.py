@@ -121,3 +121,18 @@ def test_detailed_reports_latency_and_versions_of_each_dependency(
 def test_a_reader_cannot_be_anonymous_on_readiness(base_env: dict[str, str], live_server: type) -> None:
     with _serve(live_server, base_env) as server, httpx.Client(base_url=server.url) as client:
         assert client.get("/api/health/ready").status_code == 401
+
+
+def test_probes_arriving_together_share_one_run_of_the_checks(
+    base_env: dict[str, str], live_server: type
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _serve(live_server, base_env) as server, ThreadPoolExecutor(8) as pool:
+        bodies = list(
+            pool.map(lambda _: httpx.get(server.url + "/api/health/ready", headers=READER).json(), range(8))
+        )
+    assert all(body["status"] == "ready" for body in bodies)
+    # One run measured once: every answer carries the very same latencies.
+    latencies = {tuple(c["latency_ms"] for c in body["checks"]) for body in bodies}
+    assert len(latencies) == 1

@@ -46,26 +46,21 @@ class Runner:
         raise AssertionError(f"timed out waiting for {what}:\n{self.log.read_text()}")
 
 
-def _start(tmp_path: Path, app_root: Path, extra_env: dict[str, str] | None = None) -> Runner:
+def _start(
+    tmp_path: Path, app_root: Path, extra_env: dict[str, str] | None = None, host: str = "127.0.0.1"
+) -> Runner:
     port = free_port()
     log = tmp_path / "runner.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLIPWAY_", "AzureWebJobs"))}
     env.update(extra_env or {})
     process = subprocess.Popen(
-        [sys.executable, "-m", "slipway.cli", "dev", "--port", str(port),
+        [sys.executable, "-m", "slipway.cli", "dev", "--host", host, "--port", str(port),
          "--workspace", str(tmp_path / "workspace"), "--data", str(tmp_path / "data"),
          "--app-root", str(app_root)],
         cwd=tmp_path, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     runner = Runner(process, f"http://127.0.0.1:{port}", tmp_path / "data" / "tmp", log)
-
-    def live() -> bool:
-        try:
-            return httpx.get(runner.url + "/api/health", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    runner.wait(live, "the runner to answer /api/health", timeout=60)
+    runner.wait(lambda: _answers(runner.url + "/api/health"), "the runner to answer /api/health", timeout=60)
     return runner
 
 
@@ -177,3 +172,29 @@ def test_listening_beyond_loopback_without_a_token_is_refused(tmp_path: Path) ->
     )  # fmt: skip
     assert result.returncode == 2
     assert "refusing to listen on 0.0.0.0 without SLIPWAY_API_TOKEN" in result.stderr
+
+
+def test_beyond_loopback_every_request_needs_the_token_and_keys_are_enforced(tmp_path: Path) -> None:
+    token = "k" * 40
+    runner = _start(tmp_path, REPO_ROOT, {"SLIPWAY_API_TOKEN": token}, host="0.0.0.0")
+    try:
+        assert httpx.get(runner.url + "/api/me").status_code == 401
+        me = httpx.get(runner.url + "/api/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 200 and me.json()["provider"] == "token"
+        # The function-key route checks the key like the host does; the runner's key is the token.
+        assert httpx.get(runner.url + "/api/automation/me").status_code == 401
+        assert (
+            httpx.get(runner.url + "/api/automation/me", headers={"x-functions-key": "wrong"}).status_code
+            == 401
+        )
+        keyed = httpx.get(runner.url + f"/api/automation/me?code={token}")
+        assert keyed.status_code == 200 and keyed.json()["provider"] == "functionkey"
+    finally:
+        assert _stop(runner) == 0
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -193,10 +193,7 @@ class StorageConnection:
         parts = dict(p.split("=", 1) for p in self.connection_string.split(";") if "=" in p and p.strip())
         if parts.get("UseDevelopmentStorage", "").lower() == "true":
             return "Azurite (UseDevelopmentStorage)"
-        endpoint = parts.get("QueueEndpoint") or parts.get("TableEndpoint") or parts.get("BlobEndpoint")
-        if endpoint:
-            return f"account {parts.get('AccountName', '?')} at {endpoint}"
-        return f"account {parts.get('AccountName', '?')}"
+        return f"account {parts.get('AccountName', '?')} (connection string)"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import os
 import platform
 import shutil
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -27,6 +28,9 @@ from slipway.adapters.tables import TableStore
 from slipway.names import HEALTH_QUEUE, HEALTH_TABLE
 
 CHECK_DEADLINE_SECONDS = 10.0
+# Probes arriving together (platform health checks, several browser tabs) share one run
+# instead of each writing to storage and the workspace share.
+READY_CACHE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,8 @@ class HealthService:
         self._secrets = secrets
         self._storage = storage_description
         self._instance = f"{socket.gethostname()}-{os.getpid()}"
+        self._ready_lock = threading.Lock()
+        self._last_ready: tuple[float, list[CheckResult]] | None = None
         self._ready: dict[str, Probe] = {
             "tables": self._probe_tables,
             "queues": self._probe_queues,
@@ -171,7 +177,12 @@ class HealthService:
         return "reachable", self._secrets.check_access()
 
     def check_ready(self) -> list[CheckResult]:
-        return _run_checks(self._ready)
+        with self._ready_lock:
+            fresh = self._last_ready is not None and time.monotonic() - self._last_ready[0] < READY_CACHE_SECONDS
+            if not fresh:
+                self._last_ready = (time.monotonic(), _run_checks(self._ready))
+            assert self._last_ready is not None
+            return self._last_ready[1]
 
     def check_detailed(self) -> tuple[list[CheckResult], dict[str, str]]:
         checks = _run_checks({**self._ready, "secrets": self._probe_secrets})
