@@ -178,7 +178,9 @@ class HealthService:
 
     def check_ready(self) -> list[CheckResult]:
         with self._ready_lock:
-            fresh = self._last_ready is not None and time.monotonic() - self._last_ready[0] < READY_CACHE_SECONDS
+            fresh = (
+                self._last_ready is not None and time.monotonic() - self._last_ready[0] < READY_CACHE_SECONDS
+            )
             if not fresh:
                 self._last_ready = (time.monotonic(), _run_checks(self._ready))
             assert self._last_ready is not None
