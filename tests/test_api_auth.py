@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.routing import APIRoute
@@ -52,10 +54,42 @@ def api_url(base_env: dict[str, str], live_server: type) -> Iterator[tuple[str, 
     routes += [r for r in api.routes if isinstance(r, APIRoute)]
     # The walk must cover everything the API documents, or a route could escape the matrix.
     documented = {(m.upper(), path) for path, ops in api.openapi()["paths"].items() for m in ops}
-    walked = {(m, r.path) for r in routes for m in r.methods}
+    walked = {(m, r.path_format) for r in routes for m in r.methods}
     assert documented <= walked
+    workspace = Path(env["SLIPWAY_WORKSPACE_DIR"])
+    (workspace / "matrix").mkdir()
+    (workspace / "matrix" / "readme.txt").write_text("hello")
     with live_server(api) as server:
         yield server.url, routes
+
+
+class Recipes:
+    """A request that succeeds for each route, given the right role (fresh names each call)."""
+
+    def __init__(self, workspace: Path) -> None:
+        self.workspace = workspace
+        self.count = itertools.count()
+
+    def request(self, method: str, path_format: str) -> tuple[str, dict[str, object]]:
+        n = next(self.count)
+        files = "/api/workspace/files/{path}"
+        if (method, path_format) == ("GET", files):
+            return "/api/workspace/files/matrix/readme.txt", {}
+        if (method, path_format) == ("PUT", files):
+            return f"/api/workspace/files/matrix/new-{n}.txt", {
+                "content": b"x",
+                "headers": {"If-None-Match": "*"},
+            }
+        if (method, path_format) == ("DELETE", files):
+            (self.workspace / "matrix" / f"doomed-{n}.txt").write_text("x")
+            return f"/api/workspace/files/matrix/doomed-{n}.txt", {}
+        if (method, path_format) == ("POST", "/api/workspace/folders"):
+            return path_format, {"json": {"path": f"matrix/folder-{n}"}}
+        if (method, path_format) == ("POST", "/api/workspace/move"):
+            (self.workspace / "matrix" / f"from-{n}.txt").write_text("x")
+            return path_format, {"json": {"from": f"matrix/from-{n}.txt", "to": f"matrix/to-{n}.txt"}}
+        assert "{" not in path_format, f"add a recipe for {method} {path_format} to the role matrix"
+        return path_format, {}
 
 
 def _required_role(route: APIRoute) -> Role | None:
@@ -74,18 +108,23 @@ def test_every_route_but_liveness_declares_a_role(api_url: tuple[str, list[APIRo
                 assert _required_role(route) is not None, f"{method} {route.path} has no role guard"
 
 
-def test_every_route_answers_each_caller_with_401_403_or_success(api_url: tuple[str, list[APIRoute]]) -> None:
+def test_every_route_answers_each_caller_with_401_403_or_success(
+    api_url: tuple[str, list[APIRoute]], base_env: dict[str, str]
+) -> None:
     import httpx
 
     url, routes = api_url
+    recipes = Recipes(Path(base_env["SLIPWAY_WORKSPACE_DIR"]))
     checked = 0
     with httpx.Client(base_url=url, timeout=30) as client:
         for route in routes:
             required = _required_role(route)
             for method in route.methods:
                 for caller, (headers, granted) in CALLERS.items():
-                    response = client.request(method, route.path, headers=headers)
-                    where = f"{caller}: {method} {route.path}"
+                    target, extra = recipes.request(method, route.path_format)
+                    extra_headers = dict(extra.pop("headers", {}))  # type: ignore[call-overload]
+                    response = client.request(method, target, headers={**headers, **extra_headers}, **extra)  # type: ignore[arg-type]
+                    where = f"{caller}: {method} {target}"
                     if required is None:
                         assert response.status_code < 400, where
                     elif granted == "reject":

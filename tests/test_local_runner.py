@@ -4,106 +4,32 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 import httpx
 import pytest
-from azure.storage.queue import QueueServiceClient
+from runner_process import REPO_ROOT, Runner, port_open, start_runner
 
-from slipway.adapters.queues import QueueBus, decode_wire
-from slipway.local.azurite import AzuritePorts, connection_string, free_port
+from slipway.adapters.queues import decode_wire
+from slipway.local.azurite import free_port
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 RUNNER_APP = REPO_ROOT / "tests" / "runner_app"
-
-
-@dataclass
-class Runner:
-    process: subprocess.Popen[str]
-    url: str
-    temp: Path
-    log: Path
-
-    def wait(self, condition, what: str, timeout: float = 30.0):  # type: ignore[no-untyped-def]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(
-                    f"runner exited ({self.process.returncode}) while waiting for {what}:\n{self.log.read_text()}"
-                )
-            value = condition()
-            if value:
-                return value
-            time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}:\n{self.log.read_text()}")
-
-
-def _start(
-    tmp_path: Path, app_root: Path, extra_env: dict[str, str] | None = None, host: str = "127.0.0.1"
-) -> Runner:
-    port = free_port()
-    log = tmp_path / "runner.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLIPWAY_", "AzureWebJobs"))}
-    env.update(extra_env or {})
-    process = subprocess.Popen(
-        [sys.executable, "-m", "slipway.cli", "dev", "--host", host, "--port", str(port),
-         "--workspace", str(tmp_path / "workspace"), "--data", str(tmp_path / "data"),
-         "--app-root", str(app_root)],
-        cwd=tmp_path, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    runner = Runner(process, f"http://127.0.0.1:{port}", tmp_path / "data" / "tmp", log)
-    runner.wait(lambda: _answers(runner.url + "/api/health"), "the runner to answer /api/health", timeout=60)
-    return runner
-
-
-def _stop(runner: Runner) -> int:
-    if runner.process.poll() is None:
-        runner.process.send_signal(signal.SIGINT)
-        try:
-            return runner.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            runner.process.kill()
-            raise
-    return runner.process.returncode
-
-
-def _azurite_queue_bus(runner: Runner) -> tuple[QueueBus, AzuritePorts]:
-    """Find the runner's Azurite through what /api/health/detailed reports."""
-    checks = {
-        c["name"]: c for c in httpx.get(runner.url + "/api/health/detailed", timeout=30).json()["checks"]
-    }
-    queue_port = urlparse(checks["queues"]["info"]["endpoint"]).port
-    table_port = urlparse(checks["tables"]["info"]["endpoint"]).port
-    assert queue_port and table_port
-    ports = AzuritePorts(blob=0, queue=queue_port, table=table_port)
-    return QueueBus(QueueServiceClient.from_connection_string(connection_string(ports))), ports
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture
 def probe_runner(tmp_path: Path) -> Iterator[Runner]:
-    runner = _start(tmp_path, RUNNER_APP, {"PROBE_QUEUE": "probe-runs"})
+    runner = start_runner(tmp_path, RUNNER_APP, {"PROBE_QUEUE": "probe-runs"})
     try:
         yield runner
     finally:
-        _stop(runner)
+        runner.stop()
 
 
 def test_queue_message_starts_an_orchestration_that_runs_to_completion(probe_runner: Runner) -> None:
-    queues, _ = _azurite_queue_bus(probe_runner)
+    queues = probe_runner.queue_bus()
     queues.send_message("probe-runs", {"id": "run-1"})
     result = probe_runner.temp / "probe-run-1.json"
     probe_runner.wait(result.exists, "the orchestration to record its result")
@@ -113,7 +39,7 @@ def test_queue_message_starts_an_orchestration_that_runs_to_completion(probe_run
 
 
 def test_a_message_that_keeps_failing_lands_in_the_poison_queue_unchanged(probe_runner: Runner) -> None:
-    queues, _ = _azurite_queue_bus(probe_runner)
+    queues = probe_runner.queue_bus()
     queues.send_message("probe-runs", {"id": "doomed", "fail": True})
     poisoned = probe_runner.wait(lambda: queues.peek_messages("probe-runs-poison"), "a poison message")
     assert json.loads(decode_wire(poisoned[0])) == {"id": "doomed", "fail": True}
@@ -139,17 +65,17 @@ def test_ready_and_the_function_key_route_answer_through_the_runner(probe_runner
 
 
 def test_ctrl_c_stops_the_runner_and_its_azurite(tmp_path: Path) -> None:
-    runner = _start(tmp_path, REPO_ROOT)
-    _, ports = _azurite_queue_bus(runner)
-    assert _port_open(ports.queue)
-    assert _stop(runner) == 0
-    assert not _port_open(ports.queue)
-    assert not _port_open(ports.table)
-    assert not _port_open(int(runner.url.rsplit(":", 1)[1]))
+    runner = start_runner(tmp_path)
+    ports = runner.azurite_ports()
+    assert port_open(ports.queue)
+    assert runner.stop() == 0
+    assert not port_open(ports.queue)
+    assert not port_open(ports.table)
+    assert not port_open(int(runner.url.rsplit(":", 1)[1]))
 
 
 def test_default_app_is_ready_with_every_check_listed(tmp_path: Path) -> None:
-    runner = _start(tmp_path, REPO_ROOT)
+    runner = start_runner(tmp_path)
     try:
         response = httpx.get(runner.url + "/api/health/ready", timeout=30)
         assert response.status_code == 200, response.text
@@ -160,7 +86,7 @@ def test_default_app_is_ready_with_every_check_listed(tmp_path: Path) -> None:
         page = httpx.get(runner.url + "/", timeout=10)
         assert page.status_code == 200 and "<title>Slipway</title>" in page.text
     finally:
-        assert _stop(runner) == 0
+        assert runner.stop() == 0
 
 
 def test_listening_beyond_loopback_without_a_token_is_refused(tmp_path: Path) -> None:
@@ -176,7 +102,7 @@ def test_listening_beyond_loopback_without_a_token_is_refused(tmp_path: Path) ->
 
 def test_beyond_loopback_every_request_needs_the_token_and_keys_are_enforced(tmp_path: Path) -> None:
     token = "k" * 40
-    runner = _start(tmp_path, REPO_ROOT, {"SLIPWAY_API_TOKEN": token}, host="0.0.0.0")
+    runner = start_runner(tmp_path, extra_env={"SLIPWAY_API_TOKEN": token}, host="0.0.0.0")
     try:
         assert httpx.get(runner.url + "/api/me").status_code == 401
         me = httpx.get(runner.url + "/api/me", headers={"Authorization": f"Bearer {token}"})
@@ -190,11 +116,4 @@ def test_beyond_loopback_every_request_needs_the_token_and_keys_are_enforced(tmp
         keyed = httpx.get(runner.url + f"/api/automation/me?code={token}")
         assert keyed.status_code == 200 and keyed.json()["provider"] == "functionkey"
     finally:
-        assert _stop(runner) == 0
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
+        assert runner.stop() == 0

@@ -25,6 +25,10 @@ from slipway.adapters.tables import TableStore
 from slipway.auth import AuthPolicy
 from slipway.config import SecretStoreKind, Settings
 from slipway.health import HealthService
+from slipway.workspace.journal import WorkspaceJournal
+from slipway.workspace.mode import WorkspaceModeStore
+from slipway.workspace.service import WorkspaceService
+from slipway.workspace.store import WorkspaceStore
 
 # Storage calls fail fast rather than holding a request or a readiness probe for minutes.
 _CLIENT_OPTIONS: dict[str, Any] = {"connection_timeout": 5, "read_timeout": 20, "retry_total": 3}
@@ -43,6 +47,7 @@ class Services:
     secrets: SecretStore
     auth: AuthPolicy
     health: HealthService
+    workspace: WorkspaceService
 
 
 def _credential(settings: Settings) -> TokenCredential:
@@ -98,8 +103,19 @@ def build_services(settings: Settings) -> Services:
         trust_client_principal=settings.trust_client_principal,
         dev_principal=settings.dev_principal,
     )
+    workspace = WorkspaceService(
+        WorkspaceStore(settings.workspace_dir, max_file_bytes=settings.max_file_bytes),
+        WorkspaceModeStore(tables),
+        WorkspaceJournal(tables),
+    )
     return Services(
-        settings=settings, tables=tables, queues=queues, secrets=secrets, auth=auth, health=health
+        settings=settings,
+        tables=tables,
+        queues=queues,
+        secrets=secrets,
+        auth=auth,
+        health=health,
+        workspace=workspace,
     )
 
 

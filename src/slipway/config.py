@@ -101,6 +101,12 @@ SETTINGS: tuple[Setting, ...] = (
         default="/tmp",  # noqa: S108 - a documented default, checked for writability at start-up
     ),
     Setting(
+        "SLIPWAY_MAX_FILE_MB",
+        "Largest file the workspace editor accepts, in MiB (413 above it).",
+        "10",
+        default="10",
+    ),
+    Setting(
         "SLIPWAY_MIN_FREE_MB",
         "Readiness fails when the workspace or temp folder has less free space than this (MiB).",
         "256",
@@ -204,6 +210,7 @@ class Settings:
     task_hub: str
     workspace_dir: Path
     temp_dir: Path
+    max_file_bytes: int
     min_free_mb: int
     secret_store: SecretStoreKind
     key_vault_url: str
@@ -333,6 +340,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         task_hub=task_hub,
         workspace_dir=Path(raw("SLIPWAY_WORKSPACE_DIR")),
         temp_dir=Path(raw("SLIPWAY_TEMP_DIR")),
+        max_file_bytes=parsed("SLIPWAY_MAX_FILE_MB", _parse_positive_int, 0) * 1024 * 1024,
         min_free_mb=parsed("SLIPWAY_MIN_FREE_MB", _parse_positive_int, 0),
         secret_store=secret_store,
         key_vault_url=key_vault_url,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 # Tables (letters and digits only, 3-63 characters).
 HEALTH_TABLE = "SlipwayHealth"
+STATE_TABLE = "SlipwayState"
+WORKSPACE_JOURNAL_TABLE = "SlipwayWorkspaceJournal"
 
 # Queues (lowercase letters, digits and single dashes, 3-63 characters).
 HEALTH_QUEUE = "slipway-health"

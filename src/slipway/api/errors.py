@@ -10,6 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from slipway.workspace import errors
+from slipway.workspace.errors import WorkspaceError
+
 log = logging.getLogger("slipway.api")
 
 
@@ -47,12 +50,33 @@ _CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "invalid_request",
+    428: "precondition_required",
     429: "too_many_requests",
     503: "unavailable",
 }
 
 
+# Each workspace failure has one status, here and nowhere else.
+_WORKSPACE_STATUS: dict[type[WorkspaceError], int] = {
+    errors.PathRejected: 400,
+    errors.NotFound: 404,
+    errors.AlreadyExists: 409,
+    errors.NameConflict: 409,
+    errors.NotAFile: 409,
+    errors.FolderNotEmpty: 409,
+    errors.WorkspaceReadOnly: 409,
+    errors.EtagMismatch: 412,
+    errors.FileTooLarge: 413,
+    errors.PreconditionRequired: 428,
+    errors.WorkspaceUnavailable: 503,
+}
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(WorkspaceError)
+    async def _workspace_error(_: Request, exc: WorkspaceError) -> JSONResponse:
+        return error_response(_WORKSPACE_STATUS.get(type(exc), 500), exc.code, exc.message)
+
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message, exc.headers)

@@ -1,0 +1,147 @@
+"""Workspace routes: the folder tree, files with ETags, folders, moves, the zip, the journal."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from slipway.api.security import Editor, Reader
+from slipway.workspace.errors import FileTooLarge
+from slipway.workspace.paths import parse_path
+from slipway.workspace.service import WorkspaceService
+
+router = APIRouter(prefix="/api/workspace", tags=["workspace"])
+
+# Files are served as data, never as pages of this origin: a script saved in the workspace
+# must not run with the session of whoever opens its URL.
+_SAFE_FILE_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
+
+
+def _workspace(request: Request) -> WorkspaceService:
+    return request.app.state.services.workspace
+
+
+class FolderRequest(BaseModel):
+    path: str = Field(min_length=1, max_length=4096, description="workspace-relative folder path")
+
+
+class MoveRequest(BaseModel):
+    source: str = Field(alias="from", min_length=1, max_length=4096)
+    target: str = Field(alias="to", min_length=1, max_length=4096)
+
+
+@router.get("/tree", summary="Every folder and file with size, mtime, ETag; the workspace mode")
+def tree(request: Request, _: Reader) -> dict[str, Any]:
+    service = _workspace(request)
+    mode, entries = service.tree()
+    return {
+        **mode.to_json(),
+        "max_file_bytes": service.store.max_file_bytes,
+        "entries": [entry.to_json() for entry in entries],
+    }
+
+
+@router.get("/files/{path:path}", summary="A file's bytes, with its ETag and whether it is text")
+def read_file(
+    path: str,
+    request: Request,
+    _: Reader,
+    if_none_match: Annotated[str | None, Header()] = None,
+    download: bool = False,
+) -> Response:
+    content = _workspace(request).read_file(parse_path(path))
+    etag = content.entry.etag or ""
+    headers = {
+        "ETag": etag,
+        "X-Slipway-Text": "true" if content.entry.text else "false",
+        **_SAFE_FILE_HEADERS,
+    }
+    if if_none_match is not None and etag in (tag.strip() for tag in if_none_match.split(",")):
+        return Response(status_code=304, headers=headers)
+    if download:
+        name = path.rsplit("/", 1)[-1]
+        headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(name, safe='')}"
+    media = "text/plain; charset=utf-8" if content.entry.text else "application/octet-stream"
+    return Response(content.data, media_type=media, headers=headers)
+
+
+@router.put("/files/{path:path}", summary="Create (If-None-Match: *) or update (If-Match) a file")
+async def write_file(
+    path: str,
+    request: Request,
+    principal: Editor,
+    if_match: Annotated[str | None, Header()] = None,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    parts = parse_path(path)
+    service = _workspace(request)
+    data = await _read_body(request, service.store.max_file_bytes, path)
+    result = await run_in_threadpool(
+        service.write_file, principal.name, parts, data, if_match=if_match, if_none_match=if_none_match
+    )
+    return JSONResponse(
+        result.entry.to_json(),
+        status_code=201 if result.created else 200,
+        headers={"ETag": result.entry.etag or ""},
+    )
+
+
+@router.delete("/files/{path:path}", summary="Delete a file, or a folder (recursive=true if not empty)")
+def delete(
+    path: str,
+    request: Request,
+    principal: Editor,
+    recursive: bool = False,
+    if_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    _workspace(request).delete(principal.name, parse_path(path), recursive=recursive, if_match=if_match)
+    return Response(status_code=204)
+
+
+@router.post("/folders", status_code=201, summary="Make a folder (and missing parents)")
+def make_folder(body: FolderRequest, request: Request, principal: Editor) -> dict[str, object]:
+    return _workspace(request).make_folder(principal.name, parse_path(body.path)).to_json()
+
+
+@router.post("/move", summary="Rename or move a file or folder; never replaces an existing entry")
+def move(body: MoveRequest, request: Request, principal: Editor) -> dict[str, object]:
+    entry = _workspace(request).move(principal.name, parse_path(body.source), parse_path(body.target))
+    return entry.to_json()
+
+
+@router.get("/archive", summary="The whole workspace as a zip, streamed")
+def archive(request: Request, _: Reader) -> StreamingResponse:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return StreamingResponse(
+        _workspace(request).archive(),
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="workspace-{stamp}.zip"'},
+    )
+
+
+@router.get("/journal", summary="The latest workspace changes, newest first")
+def journal(
+    request: Request, _: Reader, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> dict[str, object]:
+    return {"entries": [entry.to_json() for entry in _workspace(request).journal(limit)]}
+
+
+async def _read_body(request: Request, limit: int, path: str) -> bytes:
+    """The request body, refused as soon as it passes ``limit`` (never buffered beyond it)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise FileTooLarge(f"{path} would be {declared} bytes; the limit is {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise FileTooLarge(f"{path} is larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,95 @@
+"""Workspace operations as users perform them: read-only mode enforced, every change journaled.
+
+The API calls this; so will anything else that changes the workspace on a user's behalf.
+GitHub sync writes through the store directly, because it is the one writer allowed in
+GitHub mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from slipway.workspace.errors import WorkspaceReadOnly
+from slipway.workspace.journal import JournalEntry, WorkspaceJournal
+from slipway.workspace.mode import WorkspaceMode, WorkspaceModeStore
+from slipway.workspace.paths import join
+from slipway.workspace.store import Entry, FileContent, WorkspaceStore, WriteResult
+
+
+class WorkspaceService:
+    def __init__(self, store: WorkspaceStore, modes: WorkspaceModeStore, journal: WorkspaceJournal) -> None:
+        self.store = store
+        self._modes = modes
+        self._journal = journal
+
+    def mode(self) -> WorkspaceMode:
+        return self._modes.get()
+
+    def _writable(self) -> None:
+        mode = self._modes.get()
+        if mode.read_only:
+            raise WorkspaceReadOnly(
+                f"the workspace is managed by GitHub ({mode.repository}, branch {mode.branch}); "
+                "change it there, or disconnect GitHub to edit here"
+            )
+
+    def tree(self) -> tuple[WorkspaceMode, list[Entry]]:
+        return self._modes.get(), self.store.tree()
+
+    def read_file(self, parts: tuple[str, ...]) -> FileContent:
+        return self.store.read_file(parts)
+
+    def archive(self) -> Iterator[bytes]:
+        from slipway.workspace.archive import stream_archive
+
+        return stream_archive(self.store)
+
+    def write_file(
+        self,
+        actor: str,
+        parts: tuple[str, ...],
+        data: bytes,
+        *,
+        if_match: str | None,
+        if_none_match: str | None,
+    ) -> WriteResult:
+        self._writable()
+        result = self.store.write_file(parts, data, if_match=if_match, if_none_match=if_none_match)
+        self._journal.record(
+            JournalEntry(
+                actor=actor,
+                action="create" if result.created else "update",
+                path=result.entry.path,
+                old_etag=result.old_etag or "",
+                new_etag=result.entry.etag or "",
+                size=result.entry.size,
+            )
+        )
+        return result
+
+    def make_folder(self, actor: str, parts: tuple[str, ...]) -> Entry:
+        self._writable()
+        entry = self.store.make_folder(parts)
+        self._journal.record(JournalEntry(actor=actor, action="mkdir", path=entry.path))
+        return entry
+
+    def delete(self, actor: str, parts: tuple[str, ...], *, recursive: bool, if_match: str | None) -> Entry:
+        self._writable()
+        entry = self.store.delete(parts, recursive=recursive, if_match=if_match)
+        self._journal.record(
+            JournalEntry(actor=actor, action="delete", path=entry.path, old_etag=entry.etag or "")
+        )
+        return entry
+
+    def move(self, actor: str, source: tuple[str, ...], target: tuple[str, ...]) -> Entry:
+        self._writable()
+        entry = self.store.move(source, target)
+        self._journal.record(
+            JournalEntry(
+                actor=actor, action="move", path=join(source), to_path=entry.path, new_etag=entry.etag or ""
+            )
+        )
+        return entry
+
+    def journal(self, limit: int) -> list[JournalEntry]:
+        return self._journal.recent(limit)
