@@ -156,7 +156,7 @@ SETTINGS: tuple[Setting, ...] = (
         "SLIPWAY_WEB_DIR",
         "Folder of the built web UI to serve at `/`; empty serves no UI (in Azure the Static "
         "Web App serves it).",
-        "./web",
+        "./web/dist",
         default="",
     ),
     Setting(

@@ -91,7 +91,7 @@ def compose_environment(
         "SLIPWAY_TEMP_DIR": str(data / "tmp"),
         "SLIPWAY_SECRET_STORE": "file",
         "SLIPWAY_SECRETS_FILE": str(data / "secrets.json"),
-        "SLIPWAY_WEB_DIR": str((options.app_root / "web").resolve()),
+        "SLIPWAY_WEB_DIR": str((options.app_root / "web" / "dist").resolve()),
     }
     env = {**defaults, **_local_settings(options.app_root), **base}
     env["AzureWebJobsStorage"] = storage_connection
