@@ -29,6 +29,7 @@ def create_api(services: Services) -> FastAPI:
         redoc_url=None,
     )
     app.state.services = services
+    app.state.tree_json = routes_workspace.TreeJson()
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import threading
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -13,8 +15,10 @@ from pydantic import BaseModel, Field
 
 from slipway.api.security import Editor, Reader
 from slipway.workspace.errors import FileTooLarge
+from slipway.workspace.mode import WorkspaceMode
 from slipway.workspace.paths import parse_path
 from slipway.workspace.service import WorkspaceService
+from slipway.workspace.store import Entry
 
 router = APIRouter(prefix="/api/workspace", tags=["workspace"])
 
@@ -37,14 +41,40 @@ class MoveRequest(BaseModel):
 
 
 @router.get("/tree", summary="Every folder and file with size, mtime, ETag; the workspace mode")
-def tree(request: Request, _: Reader) -> dict[str, Any]:
+def tree(request: Request, _: Reader) -> Response:
     service = _workspace(request)
     mode, entries = service.tree()
-    return {
-        **mode.to_json(),
-        "max_file_bytes": service.store.max_file_bytes,
-        "entries": [entry.to_json() for entry in entries],
-    }
+    rendered = request.app.state.tree_json.render(mode, service.store.max_file_bytes, entries)
+    return Response(rendered, media_type="application/json")
+
+
+class TreeJson:
+    """The last tree answer, reused while the store hands back the very same entry objects.
+
+    The store keeps one Entry per file version, so an unchanged workspace yields identical
+    objects; holding the previous list keeps their identities from being reused.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: tuple[WorkspaceMode, int, list[Entry], bytes] | None = None
+
+    def render(self, mode: WorkspaceMode, max_file_bytes: int, entries: list[Entry]) -> bytes:
+        with self._lock:
+            last = self._last
+        if (
+            last is not None
+            and last[0] == mode
+            and last[1] == max_file_bytes
+            and len(last[2]) == len(entries)
+            and all(a is b for a, b in zip(last[2], entries, strict=True))
+        ):
+            return last[3]
+        body = {**mode.to_json(), "max_file_bytes": max_file_bytes, "entries": [e.to_json() for e in entries]}
+        rendered = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        with self._lock:
+            self._last = (mode, max_file_bytes, entries, rendered)
+        return rendered
 
 
 @router.get("/files/{path:path}", summary="A file's bytes, with its ETag and whether it is text")
@@ -116,10 +146,16 @@ def move(body: MoveRequest, request: Request, principal: Editor) -> dict[str, ob
 
 
 @router.get("/archive", summary="The whole workspace as a zip, streamed")
-def archive(request: Request, _: Reader) -> StreamingResponse:
+def archive(
+    request: Request,
+    _: Reader,
+    compression: Annotated[
+        Literal["none", "deflate"], Query(description="deflate: smaller, slower")
+    ] = "none",
+) -> StreamingResponse:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return StreamingResponse(
-        _workspace(request).archive(),
+        _workspace(request).archive(deflate=compression == "deflate"),
         media_type="application/zip",
         headers={"Content-Disposition": f'attachment; filename="workspace-{stamp}.zip"'},
     )

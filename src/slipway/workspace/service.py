@@ -8,7 +8,9 @@ GitHub mode.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
+from slipway.workspace.archive import stream_archive
 from slipway.workspace.errors import WorkspaceReadOnly
 from slipway.workspace.journal import JournalEntry, WorkspaceJournal
 from slipway.workspace.mode import WorkspaceMode, WorkspaceModeStore
@@ -34,15 +36,17 @@ class WorkspaceService:
             )
 
     def tree(self) -> tuple[WorkspaceMode, list[Entry]]:
-        return self._modes.get(), self.store.tree()
+        # The mode is a storage round trip and the walk is local work: do them side by side.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            mode = pool.submit(self._modes.get)
+            entries = self.store.tree()
+            return mode.result(), entries
 
     def read_file(self, parts: tuple[str, ...]) -> FileContent:
         return self.store.read_file(parts)
 
-    def archive(self) -> Iterator[bytes]:
-        from slipway.workspace.archive import stream_archive
-
-        return stream_archive(self.store)
+    def archive(self, *, deflate: bool) -> Iterator[bytes]:
+        return stream_archive(self.store, deflate=deflate)
 
     def write_file(
         self,

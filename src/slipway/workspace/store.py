@@ -16,6 +16,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import errno
+import functools
 import hashlib
 import os
 import shutil
@@ -64,6 +65,11 @@ class Entry:
     text: bool | None = None
 
     def to_json(self) -> dict[str, object]:
+        """The API shape; built once per entry, since the tree serves the same entries often."""
+        return self._json
+
+    @functools.cached_property
+    def _json(self) -> dict[str, object]:
         body: dict[str, object] = {
             "path": self.path,
             "type": self.type,
@@ -140,6 +146,8 @@ class WorkspaceStore:
         self.max_file_bytes = max_file_bytes
         self._lock = threading.RLock()
         self._etags: OrderedDict[tuple[int, ...], tuple[str, bool]] = OrderedDict()
+        # The tree's file entries by path and version: an unchanged file costs one stat.
+        self._entries: dict[tuple[str, tuple[int, ...]], Entry] = {}
         self._etag_lock = threading.Lock()
 
     # ------------------------------------------------------------------ walking
@@ -234,6 +242,10 @@ class WorkspaceStore:
 
     def _file_entry(self, dir_fd: int, name: str, path: str, info: os.stat_result) -> Entry:
         """The entry of a file, hashing it only if this version has not been seen before."""
+        version = (path, self._cache_key(info))
+        known = self._entries.get(version)
+        if known is not None:
+            return known
         with self._etag_lock:
             cached = self._etags.get(self._cache_key(info))
         if cached is None:
@@ -247,7 +259,11 @@ class WorkspaceStore:
             info = current
         else:
             etag, text = cached
-        return Entry(path, "file", _mtime(info), size=info.st_size, etag=etag, text=text)
+        entry = Entry(path, "file", _mtime(info), size=info.st_size, etag=etag, text=text)
+        if len(self._entries) >= _ETAG_CACHE_SIZE:
+            self._entries.clear()
+        self._entries[(path, self._cache_key(info))] = entry
+        return entry
 
     # ------------------------------------------------------------------ reading
 
@@ -255,32 +271,40 @@ class WorkspaceStore:
         """Every folder, file and link below the root, sorted by path."""
         entries: list[Entry] = []
         with self._open_dir(()) as root:
-            self._walk(root, (), entries)
+            self._walk(root, "", entries)
         entries.sort(key=lambda e: e.path)
         return entries
 
-    def _walk(self, dir_fd: int, parts: tuple[str, ...], out: list[Entry]) -> None:
+    def _walk(self, dir_fd: int, prefix: str, out: list[Entry]) -> None:
         with os.scandir(dir_fd) as listing:
-            children = sorted(listing, key=lambda e: e.name)
+            children = list(listing)
         for child in children:
-            if child.name.startswith(TEMP_PREFIX):
+            name = child.name
+            if name.startswith(TEMP_PREFIX):
                 continue
-            path = join((*parts, child.name))
+            path = prefix + name
             try:
                 info = child.stat(follow_symlinks=False)
-                if stat.S_ISLNK(info.st_mode):
-                    out.append(Entry(path, "symlink", _mtime(info)))
+                if stat.S_ISREG(info.st_mode):
+                    out.append(self._file_entry(dir_fd, name, path, info))
                 elif stat.S_ISDIR(info.st_mode):
-                    out.append(Entry(path, "folder", _mtime(info)))
-                    sub = os.open(child.name, _DIR_FLAGS, dir_fd=dir_fd)
+                    out.append(self._plain_entry(path, "folder", info))
+                    sub = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
                     try:
-                        self._walk(sub, (*parts, child.name), out)
+                        self._walk(sub, path + "/", out)
                     finally:
                         os.close(sub)
-                elif stat.S_ISREG(info.st_mode):
-                    out.append(self._file_entry(dir_fd, child.name, path, info))
+                elif stat.S_ISLNK(info.st_mode):
+                    out.append(self._plain_entry(path, "symlink", info))
             except FileNotFoundError:
                 continue  # removed while listing
+
+    def _plain_entry(self, path: str, kind: str, info: os.stat_result) -> Entry:
+        version = (path, (info.st_mode, info.st_mtime_ns))
+        known = self._entries.get(version)
+        if known is None:
+            known = self._entries[version] = Entry(path, kind, _mtime(info))
+        return known
 
     def files(self) -> Iterator[tuple[Entry, int]]:
         """Each folder and regular file with an open descriptor (files only; closed after use).
