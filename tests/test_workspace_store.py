@@ -219,3 +219,18 @@ def test_a_writer_killed_midway_leaves_the_old_content_never_a_torn_file(tmp_pat
     assert (tmp_path / "big.bin").read_bytes() == b"\x07" * 10
     # Temp files the killed writers left are never listed.
     assert [e.path for e in store.tree()] == ["big.bin"]
+
+
+def test_listing_removes_temp_files_of_dead_writers_but_not_of_live_ones(
+    store: WorkspaceStore, tmp_path: Path
+) -> None:
+    create(store, "a.py", b"x")
+    stale = tmp_path / ".slipway-tmp-dead"
+    fresh = tmp_path / ".slipway-tmp-writing"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    assert [e.path for e in store.tree()] == ["a.py"]
+    assert not stale.exists()
+    assert fresh.exists()

@@ -45,6 +45,8 @@ from slipway.workspace.errors import (
 from slipway.workspace.paths import TEMP_PREFIX, join
 
 _CHUNK = 1024 * 1024
+# A write holds its temp file for seconds at most; one this old belongs to a dead writer.
+STALE_TEMP_SECONDS = 3600
 _TEXT_SNIFF = 64 * 1024
 _ETAG_CACHE_SIZE = 200_000
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -281,6 +283,7 @@ class WorkspaceStore:
         for child in children:
             name = child.name
             if name.startswith(TEMP_PREFIX):
+                self._sweep_temp(dir_fd, child)
                 continue
             path = prefix + name
             try:
@@ -298,6 +301,15 @@ class WorkspaceStore:
                     out.append(self._plain_entry(path, "symlink", info))
             except FileNotFoundError:
                 continue  # removed while listing
+
+    @staticmethod
+    def _sweep_temp(dir_fd: int, child: os.DirEntry[str]) -> None:
+        """Remove a temp file a killed writer left behind, once no live writer can own it."""
+        try:
+            if time.time() - child.stat(follow_symlinks=False).st_mtime > STALE_TEMP_SECONDS:
+                os.unlink(child.name, dir_fd=dir_fd)
+        except OSError:
+            pass  # gone already, or busy: the next listing tries again
 
     def _plain_entry(self, path: str, kind: str, info: os.stat_result) -> Entry:
         version = (path, (info.st_mode, info.st_mtime_ns))
