@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: dev test lint install clean
+.PHONY: dev test lint install clean bench
 
 # Reinstall when the dependency lists change; otherwise reuse what is there.
 $(BIN)/.installed: pyproject.toml
@@ -29,6 +29,10 @@ lint: $(BIN)/.installed
 # Azurite is started on free ports for the run and stopped whatever the outcome.
 test: install lint
 	$(BIN)/slipway with-azurite -- $(BIN)/python -m pytest
+
+# Benchmarks print their figures; they are not part of `make test`.
+bench: install
+	$(BIN)/python tests/benchmarks/workspace.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache
