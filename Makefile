@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: dev test lint install clean bench
+.PHONY: dev test lint install clean bench browser
 
 # Reinstall when the dependency lists change; otherwise reuse what is there.
 $(BIN)/.installed: pyproject.toml
@@ -19,7 +19,17 @@ node_modules/.installed: package.json package-lock.json
 
 install: $(BIN)/.installed node_modules/.installed
 
-dev: install
+# The web UI (web/, a Vite project) built into web/dist, which `slipway dev` serves at /.
+web/dist/index.html: web/package.json web/package-lock.json $(shell find web/src web/public -type f) web/index.html web/vite.config.* web/staticwebapp.config.json
+	npm ci --prefix web --no-audit --no-fund --loglevel=error && npm run build --prefix web
+
+# The browser of the end-to-end tests: Debian's chromium, installed only when missing.
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  else echo "make: the end-to-end tests need Chromium; install the Debian package 'chromium'"; exit 1; fi; }
+
+dev: install web/dist/index.html
 	$(BIN)/slipway dev --host 127.0.0.1 --port 7071 --workspace ./workspace --data ./.dev
 
 lint: $(BIN)/.installed
@@ -27,7 +37,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 
 # Azurite is started on free ports for the run and stopped whatever the outcome.
-test: install lint
+test: install lint web/dist/index.html browser
 	$(BIN)/slipway with-azurite -- $(BIN)/python -m pytest
 
 # Benchmarks print their figures; they are not part of `make test`.

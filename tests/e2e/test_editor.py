@@ -62,7 +62,9 @@ class Runner:
         queue_port = urlparse(checks["queues"]["info"]["endpoint"]).port
         assert table_port and queue_port
         ports = AzuritePorts(blob=0, queue=queue_port, table=table_port)
-        return WorkspaceModeStore(TableStore(TableServiceClient.from_connection_string(connection_string(ports))))
+        return WorkspaceModeStore(
+            TableStore(TableServiceClient.from_connection_string(connection_string(ports)))
+        )
 
 
 def _answers(url: str) -> bool:
@@ -108,9 +110,13 @@ def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
-        pytest.fail(f"Debian chromium is not installed at {CHROMIUM}: run `make browser` (apt-get install chromium)")
+        pytest.fail(
+            f"Debian chromium is not installed at {CHROMIUM}: run `make browser` (apt-get install chromium)"
+        )
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
         try:
             yield launched
         finally:
@@ -139,6 +145,12 @@ def shot(page: Page, name: str) -> None:
 
 def row(page: Page, path: str) -> Locator:
     return page.locator(f'.tree-row[data-path="{path}"]')
+
+
+def expand(page: Page, folder: str) -> None:
+    if row(page, folder).get_attribute("aria-expanded") != "true":
+        row(page, folder).click()
+    expect(row(page, folder)).to_have_attribute("aria-expanded", "true")
 
 
 def editor_text(page: Page) -> str:
@@ -212,7 +224,9 @@ def test_create_edit_save_reload_rename_download_and_delete(page: Page, runner: 
     with page.expect_download() as download_info:
         page.get_by_role("link", name="Download zip").click()
     download = download_info.value
-    assert download.suggested_filename.startswith("workspace-") and download.suggested_filename.endswith(".zip")
+    assert download.suggested_filename.startswith("workspace-") and download.suggested_filename.endswith(
+        ".zip"
+    )
     with zipfile.ZipFile(io.BytesIO(Path(download.path()).read_bytes())) as archive:
         names = archive.namelist()
         assert "flows/renamed.py" in names, names
@@ -246,8 +260,9 @@ def test_a_conflicting_save_never_loses_the_users_text(page: Page, runner: Runne
     folder = runner.workspace / "conflict"
     folder.mkdir()
     (folder / "notes.md").write_text("# Notes\n")
+    (folder / "other.md").write_text("# Other\n")
     page.get_by_role("button", name="Refresh").click()
-    row(page, "conflict").click()
+    expand(page, "conflict")
     open_in_editor(page, "conflict/notes.md")
     expect(page.locator("#status-language")).to_have_text("Markdown")
 
@@ -307,6 +322,16 @@ def test_a_conflicting_save_never_loses_the_users_text(page: Page, runner: Runne
     expect(page.locator("#editor .view-lines")).to_contain_text("again")
     expect(page.locator("#doc-dirty")).to_be_visible()
 
+    # Switching to another file or leaving the page with unsaved text asks first.
+    row(page, "conflict/other.md").click()
+    expect(dialog_action(page, "Cancel")).to_be_hidden()
+    expect(page.locator("#doc-name")).to_have_text("notes.md")
+    assert "again" in editor_text(page)
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.type), dialog.accept()))
+    page.reload()
+    assert asked == ["beforeunload"]
+
 
 def test_a_github_managed_workspace_is_read_only(page: Page, runner: Runner) -> None:
     folder = runner.workspace / "managed"
@@ -322,7 +347,7 @@ def test_a_github_managed_workspace_is_read_only(page: Page, runner: Runner) -> 
             expect(page.get_by_role("button", name=name, exact=True)).to_be_hidden()
         expect(page.get_by_role("link", name="Download zip")).to_be_visible()
 
-        row(page, "managed").click()
+        expand(page, "managed")
         open_in_editor(page, "managed/build.py")
         expect(page.locator("#doc-readonly")).to_be_visible()
         type_at_end(page, "# typed\n")
@@ -344,3 +369,42 @@ def test_a_github_managed_workspace_is_read_only(page: Page, runner: Runner) -> 
         assert refused.status_code == 409 and refused.json()["error"]["code"] == "read_only"
     finally:
         modes.set_manual()
+
+
+def test_errors_are_shown_in_words_and_readers_cannot_edit(page: Page, runner: Runner) -> None:
+    folder = runner.workspace / "errors"
+    folder.mkdir()
+    (folder / "taken.py").write_text("x = 1\n")
+    page.get_by_role("button", name="Refresh").click()
+    expand(page, "errors")
+
+    # The server's refusal, in its own words, where the user can fix the name and retry.
+    page.get_by_role("button", name="New file").click()
+    dialog = dialog_action(page, "Create file", fill="errors/taken.py")
+    expect(dialog.get_by_role("alert")).to_contain_text("already exists")
+    dialog.get_by_role("button", name="Cancel").click()
+
+    # A network failure is reported, not swallowed.
+    page.route("**/api/workspace/tree", lambda route: route.abort())
+    page.get_by_role("button", name="Refresh").click()
+    expect(page.locator(".toast.error")).to_contain_text("Could not load the workspace tree")
+    expect(page.locator(".toast.error")).to_contain_text("could not be reached")
+    page.unroute("**/api/workspace/tree")
+
+    # A principal without the editor role sees no mutating control and a read-only editor.
+    page.route(
+        "**/api/me",
+        lambda route: route.fulfill(
+            json={"name": "rita", "provider": "aad", "roles": ["reader"]}, content_type="application/json"
+        ),
+    )
+    page.reload()
+    expect(page.locator("#readonly-banner")).to_contain_text("rita does not have the editor role")
+    for name in ("New file", "New folder", "Rename", "Delete", "Save"):
+        expect(page.get_by_role("button", name=name, exact=True)).to_be_hidden()
+    expand(page, "errors")
+    open_in_editor(page, "errors/taken.py")
+    expect(page.locator("#doc-readonly")).to_be_visible()
+    type_at_end(page, "y = 2\n")
+    assert "y = 2" not in editor_text(page)
+    shot(page, "07-reader")
