@@ -33,12 +33,19 @@ def _bindings(function: func.Function) -> list[dict[str, object]]:
     return json.loads(function.get_function_json())["bindings"]
 
 
-def test_function_app_indexes_the_asgi_catch_all_and_the_automation_function(
+def test_function_app_indexes_every_function_with_the_bindings_the_host_expects(
     base_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = _load_function_app(base_env, monkeypatch)
     functions = {f.get_function_name(): f for f in indexed_functions(app)}
-    assert set(functions) == {"http_app_func", "automation_api"}
+    assert set(functions) == {
+        "http_app_func",
+        "automation_api",
+        "github_webhook",
+        "gitsync_requested",
+        "workspace_sync",
+        "gitsync_pass",
+    }
 
     catch_all = _bindings(functions["http_app_func"])
     trigger = next(b for b in catch_all if b["type"] == "httpTrigger")
@@ -55,6 +62,30 @@ def test_function_app_indexes_the_asgi_catch_all_and_the_automation_function(
     assert str(trigger["authLevel"]).lower() == "function"
     assert trigger["name"] == "req"
     assert {"type": "http", "direction": "OUT", "name": "$return"} in automation
+
+    webhook = next(b for b in _bindings(functions["github_webhook"]) if b["type"] == "httpTrigger")
+    # Anonymous at the host: GitHub proves itself with the HMAC signature instead.
+    assert (webhook["route"], webhook["methods"], str(webhook["authLevel"]).lower()) == (
+        "github/webhook",
+        ["POST"],
+        "anonymous",
+    )
+
+    queue = _bindings(functions["gitsync_requested"])
+    assert {
+        "direction": "IN",
+        "type": "queueTrigger",
+        "name": "msg",
+        "queueName": "slipway-sync",
+        "connection": "AzureWebJobsStorage",
+    } in queue
+    assert {"direction": "IN", "type": "durableClient", "name": "client"} in queue
+    assert _bindings(functions["workspace_sync"]) == [
+        {"direction": "IN", "type": "orchestrationTrigger", "name": "context"}
+    ]
+    assert _bindings(functions["gitsync_pass"]) == [
+        {"direction": "IN", "type": "activityTrigger", "name": "request"}
+    ]
 
 
 def test_every_binding_names_a_parameter_of_its_function(

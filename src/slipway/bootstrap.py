@@ -17,13 +17,23 @@ from azure.core.credentials import TokenCredential
 from azure.data.tables import TableServiceClient
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.keyvault.secrets import SecretClient
+from azure.storage.fileshare import ExponentialRetry as ShareRetry
+from azure.storage.fileshare import ShareClient
 from azure.storage.queue import ExponentialRetry, QueueServiceClient
 
+from slipway.adapters.fileshare import ShareSnapshots
+from slipway.adapters.github import GitHubClient
 from slipway.adapters.queues import QueueBus
 from slipway.adapters.secrets import FileSecretStore, KeyVaultSecretStore, SecretStore
 from slipway.adapters.tables import TableStore
 from slipway.auth import AuthPolicy
 from slipway.config import SecretStoreKind, Settings
+from slipway.gitsync.connection import ConnectionStore
+from slipway.gitsync.journal import SyncJournal
+from slipway.gitsync.lease import SyncLease
+from slipway.gitsync.pending import PendingRequests
+from slipway.gitsync.service import GitSyncConfig, GitSyncService
+from slipway.gitsync.webhook import WebhookHandler
 from slipway.health import HealthService
 from slipway.workspace.journal import WorkspaceJournal
 from slipway.workspace.mode import WorkspaceModeStore
@@ -48,6 +58,9 @@ class Services:
     auth: AuthPolicy
     health: HealthService
     workspace: WorkspaceService
+    gitsync: GitSyncService
+    sync_requests: PendingRequests
+    webhook: WebhookHandler
 
 
 def _credential(settings: Settings) -> TokenCredential:
@@ -103,13 +116,41 @@ def build_services(settings: Settings) -> Services:
         trust_client_principal=settings.trust_client_principal,
         dev_principal=settings.dev_principal,
     )
+    modes = WorkspaceModeStore(tables)
     workspace = WorkspaceService(
         WorkspaceStore(settings.workspace_dir, max_file_bytes=settings.max_file_bytes),
-        WorkspaceModeStore(tables),
+        modes,
         WorkspaceJournal(tables),
+    )
+    connections = ConnectionStore(tables)
+    sync_journal = SyncJournal(tables)
+    sync_requests = PendingRequests(tables)
+    gitsync = GitSyncService(
+        GitSyncConfig(
+            git_dir=settings.git_dir,
+            workspace_dir=settings.workspace_dir,
+            public_base_url=settings.public_base_url,
+            github_api_url=settings.github_api_url,
+            github_web_url=settings.github_web_url,
+        ),
+        secrets=secrets,
+        connections=connections,
+        journal=sync_journal,
+        pending=sync_requests,
+        lease=SyncLease(tables),
+        modes=modes,
+        queues=queues,
+        github=lambda token: GitHubClient(token, api_url=settings.github_api_url),
+        snapshots=_share_snapshots(settings, credential),
+    )
+    webhook = WebhookHandler(
+        secrets=secrets, tables=tables, queues=queues, connections=connections, journal=sync_journal
     )
     return Services(
         settings=settings,
+        gitsync=gitsync,
+        sync_requests=sync_requests,
+        webhook=webhook,
         tables=tables,
         queues=queues,
         secrets=secrets,
@@ -119,6 +160,34 @@ def build_services(settings: Settings) -> Services:
     )
 
 
+def _share_snapshots(settings: Settings, credential: TokenCredential | None) -> ShareSnapshots | None:
+    """Snapshots of the workspace share, in Azure only (a local folder has none)."""
+    if not settings.workspace_share:
+        return None
+    storage = settings.storage
+    if storage.uses_identity:
+        share = ShareClient(
+            storage.service_url("file"),
+            settings.workspace_share,
+            credential=credential or _credential(settings),
+            token_intent="backup",  # noqa: S106 - the Files OAuth mode, not a password
+            retry_policy=ShareRetry(
+                initial_backoff=1, increment_base=2, retry_total=3, random_jitter_range=1
+            ),
+            **_CLIENT_OPTIONS,
+        )
+    else:
+        share = ShareClient.from_connection_string(
+            storage.connection_string,
+            settings.workspace_share,
+            retry_policy=ShareRetry(
+                initial_backoff=1, increment_base=2, retry_total=3, random_jitter_range=1
+            ),
+            **_CLIENT_OPTIONS,
+        )
+    return ShareSnapshots(share)
+
+
 def configure_logging(level: str) -> None:
     """Slipway's loggers at ``level``; the Azure SDK's HTTP logging stays at WARNING.
 
@@ -126,3 +195,7 @@ def configure_logging(level: str) -> None:
     """
     logging.getLogger("slipway").setLevel(level)
     logging.getLogger("azure").setLevel(logging.WARNING)
+    # PyGithub attaches its own stderr handler at import; the host's handlers are enough.
+    github_log = logging.getLogger("github")
+    github_log.handlers.clear()
+    github_log.setLevel(logging.WARNING)

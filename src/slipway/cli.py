@@ -1,4 +1,4 @@
-"""The ``slipway`` command: ``slipway dev`` (the local runner) and ``slipway with-azurite``."""
+"""The ``slipway`` command: ``slipway dev`` (the local runner), ``slipway with-azurite`` and ``slipway sync``."""
 
 from __future__ import annotations
 
@@ -37,6 +37,45 @@ def _with_azurite(args: argparse.Namespace) -> int:
         azurite.stop()
 
 
+# `slipway sync` exits with this when the fetch failed and a later try may work (EX_TEMPFAIL).
+SYNC_RETRYABLE_EXIT = 75
+
+
+def _default_mirror(repo: str) -> Path:
+    import hashlib
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "slipway" / "mirrors" / f"{hashlib.sha256(repo.encode()).hexdigest()[:16]}.git"
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from slipway.gitsync import engine
+    from slipway.gitsync.mirror import safe_url
+
+    token = os.environ.get(args.token_env) or None
+    mirror = args.mirror or _default_mirror(args.repo)
+    try:
+        args.dest.mkdir(parents=True, exist_ok=True)
+        base = engine.last_synced(mirror, args.dest)
+        result = engine.sync(mirror, args.repo, args.branch, args.dest, token=token, base=base)
+    except engine.SyncError as exc:
+        print(f"slipway sync: {exc}", file=sys.stderr)
+        return SYNC_RETRYABLE_EXIT if isinstance(exc, engine.FetchError) else 1
+    except OSError as exc:
+        print(f"slipway sync: {args.dest}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    was = result.before[:12] if result.before else "a full compare"
+    print(
+        f"slipway sync: {safe_url(args.repo)} {args.branch} -> {args.dest}: {result.mode} sync to "
+        f"{result.after[:12]} (from {was}): {result.added} added, {result.changed} changed, "
+        f"{result.deleted} deleted, {result.renamed} renamed, {result.bytes_written} bytes written, "
+        f"{result.fs_operations} file-system operations, {result.duration_ms} ms"
+    )
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="slipway", description=__doc__)
     commands = parser.add_subparsers(dest="name", required=True)
@@ -60,9 +99,31 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("with-azurite", help="run a command with a fresh Azurite on free ports")
     run.add_argument("command", nargs=argparse.REMAINDER)
 
+    sync = commands.add_parser(
+        "sync",
+        help="mirror a branch of a git repository into a folder (full compare first, then incremental)",
+    )
+    sync.add_argument("--repo", required=True, help="repository URL (https://..., file://...), without credentials")
+    sync.add_argument("--branch", required=True, help="branch to mirror")
+    sync.add_argument("--dest", type=Path, required=True, help="folder to make equal to the branch head")
+    sync.add_argument(
+        "--mirror",
+        type=Path,
+        default=None,
+        help="bare mirror on local disk; it also remembers the last commit synced into --dest "
+        "(default: ~/.cache/slipway/mirrors/<hash of the URL>.git)",
+    )
+    sync.add_argument(
+        "--token-env",
+        default="GITHUB_TOKEN",
+        help="environment variable holding the access token (default GITHUB_TOKEN); never pass a token as an argument",
+    )
+
     args = parser.parse_args(argv)
     if args.name == "with-azurite":
         return _with_azurite(args)
+    if args.name == "sync":
+        return _sync(args)
     from slipway.local.runner import DevOptions, run_dev
 
     return run_dev(

@@ -113,6 +113,39 @@ SETTINGS: tuple[Setting, ...] = (
         default="256",
     ),
     Setting(
+        "SLIPWAY_PUBLIC_BASE_URL",
+        "The address GitHub reaches this app at (https://<app>.azurewebsites.net); the webhook "
+        "URL is built from it. Empty: connecting asks you to add the webhook by hand.",
+        "",
+        default="",
+    ),
+    Setting(
+        "SLIPWAY_GIT_DIR",
+        "Local-disk folder for the bare git mirror of the connected repository (never the share).",
+        "./.dev/git",
+        default="/tmp/slipway/git",  # noqa: S108 - the container's own local disk, not the share
+    ),
+    Setting(
+        "SLIPWAY_GITHUB_API_URL",
+        "GitHub REST API base URL.",
+        "https://api.github.com",
+        default="https://api.github.com",
+    ),
+    Setting(
+        "SLIPWAY_GITHUB_WEB_URL",
+        "Base of repository clone URLs: `owner/name` is fetched from `<this>/owner/name.git`.",
+        "https://github.com",
+        default="https://github.com",
+    ),
+    Setting(
+        "SLIPWAY_WORKSPACE_SHARE",
+        "Name of the Azure Files share mounted at the workspace, in the storage account of "
+        "`AzureWebJobsStorage`; when set, Slipway snapshots it before a first GitHub sync "
+        "overwrites manual edits. Empty: no snapshots (local folders).",
+        "",
+        default="",
+    ),
+    Setting(
         "SLIPWAY_SECRET_STORE",
         "Where secrets (GitHub token, webhook secret) live: `keyvault` in Azure, `file` for a "
         "local 0600 file.",
@@ -212,6 +245,11 @@ class Settings:
     temp_dir: Path
     max_file_bytes: int
     min_free_mb: int
+    public_base_url: str
+    git_dir: Path
+    github_api_url: str
+    github_web_url: str
+    workspace_share: str
     secret_store: SecretStoreKind
     key_vault_url: str
     secrets_file: Path | None
@@ -246,6 +284,20 @@ def _parse_url(raw: str) -> str:
     if parsed.scheme != "https" or not parsed.netloc:
         raise ValueError("expected an https:// URL such as https://myvault.vault.azure.net/")
     return raw.strip()
+
+
+def _parse_http_url(raw: str) -> str:
+    parsed = urlparse(raw.strip())
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValueError("expected an http(s):// URL")
+    return raw.strip().rstrip("/")
+
+
+def _parse_remote_base(raw: str) -> str:
+    parsed = urlparse(raw.strip())
+    if parsed.scheme not in ("http", "https", "file") or (parsed.scheme != "file" and not parsed.netloc):
+        raise ValueError("expected an https:// URL (or file:// for a local mirror of repositories)")
+    return raw.strip().rstrip("/")
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
@@ -334,6 +386,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             f"SLIPWAY_LOG_LEVEL={log_level!r} is malformed: expected one of {', '.join(_LOG_LEVELS)}"
         )
 
+    public_base_url = raw("SLIPWAY_PUBLIC_BASE_URL").strip().rstrip("/")
+    if public_base_url:
+        public_base_url = parsed("SLIPWAY_PUBLIC_BASE_URL", _parse_http_url, "")
+
     web_dir_raw = raw("SLIPWAY_WEB_DIR")
     settings = Settings(
         storage=storage,
@@ -342,6 +398,11 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         temp_dir=Path(raw("SLIPWAY_TEMP_DIR")),
         max_file_bytes=parsed("SLIPWAY_MAX_FILE_MB", _parse_positive_int, 0) * 1024 * 1024,
         min_free_mb=parsed("SLIPWAY_MIN_FREE_MB", _parse_positive_int, 0),
+        public_base_url=public_base_url,
+        git_dir=Path(raw("SLIPWAY_GIT_DIR")),
+        github_api_url=parsed("SLIPWAY_GITHUB_API_URL", _parse_http_url, ""),
+        github_web_url=parsed("SLIPWAY_GITHUB_WEB_URL", _parse_remote_base, ""),
+        workspace_share=raw("SLIPWAY_WORKSPACE_SHARE").strip(),
         secret_store=secret_store,
         key_vault_url=key_vault_url,
         secrets_file=secrets_file,

@@ -10,9 +10,12 @@ from __future__ import annotations
 HEALTH_TABLE = "SlipwayHealth"
 STATE_TABLE = "SlipwayState"
 WORKSPACE_JOURNAL_TABLE = "SlipwayWorkspaceJournal"
+SYNC_JOURNAL_TABLE = "SlipwaySyncJournal"
+WEBHOOK_DELIVERIES_TABLE = "SlipwayWebhookDeliveries"
 
 # Queues (lowercase letters, digits and single dashes, 3-63 characters).
 HEALTH_QUEUE = "slipway-health"
+SYNC_QUEUE = "slipway-sync"
 
 # The host moves a message that failed maxDequeueCount times to "<queue>-poison".
 POISON_SUFFIX = "-poison"

@@ -127,3 +127,33 @@ export async function getHealth() {
   }
   return body;
 }
+
+// --- the GitHub connection ----------------------------------------------------------------------
+
+/** `{"connected": false}` or the repository, branch, webhook, last sync and snapshots. */
+export async function getGithub() {
+  return jsonOf(await request("GET", "/api/github"));
+}
+
+/**
+ * Check (`dry_run: true`: what connecting would add, overwrite and delete) or connect and sync.
+ * The token travels in this one request body and is kept nowhere in the browser.
+ */
+export async function connectGithub({ repository, branch, token, dryRun }) {
+  return jsonOf(
+    await request("POST", "/api/github/connect", { json: { repository, branch, token, dry_run: dryRun } }),
+  );
+}
+
+export async function disconnectGithub() {
+  return jsonOf(await request("POST", "/api/github/disconnect"));
+}
+
+/** Queue a sync of the connected branch now (202 `{"queued": true}`). */
+export async function syncGithub() {
+  return jsonOf(await request("POST", "/api/github/sync"));
+}
+
+export async function getGithubSyncs(limit = 50) {
+  return jsonOf(await request("GET", `/api/github/syncs?limit=${encodeURIComponent(limit)}`));
+}

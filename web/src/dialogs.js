@@ -161,3 +161,18 @@ export function paragraphs(...nodes) {
   wrapper.append(...nodes.filter(Boolean));
   return wrapper;
 }
+
+/**
+ * Count a dialog built by hand (not through showDialog) as open, so global shortcuts stand
+ * aside; call the returned function once when it closes.
+ */
+export function holdDialogOpen() {
+  openCount += 1;
+  let released = false;
+  return () => {
+    if (!released) {
+      released = true;
+      openCount -= 1;
+    }
+  };
+}

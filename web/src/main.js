@@ -33,6 +33,7 @@ const state = {
 
 // --- permissions -------------------------------------------------------------------------------
 
+const hasAdminRole = () => Boolean(state.me && state.me.roles.includes("admin"));
 const hasEditorRole = () => Boolean(state.me && state.me.roles.some((r) => r === "editor" || r === "admin"));
 const canEdit = () => state.mode !== "github" && hasEditorRole();
 
@@ -732,15 +733,45 @@ document.addEventListener("pointerdown", (event) => {
 
 const health = createHealthView();
 
+// The GitHub view is loaded when its tab is first opened, keeping the first paint small.
+let github = null;
+let githubLoading = null;
+
+function loadGithubView() {
+  githubLoading ||= import("./github.js")
+    .then((module) => {
+      github = module.createGithubView({
+        isAdmin: hasAdminRole,
+        // Connecting, syncing and disconnecting change the files and the mode: show them.
+        onWorkspaceChanged: () => loadTree(),
+      });
+      return github;
+    })
+    .catch((error) => {
+      githubLoading = null;
+      throw new Error(`The GitHub view could not be loaded (${error.message}); reload the page.`);
+    });
+  return githubLoading;
+}
+
 function showView(name) {
-  for (const view of ["editor", "health"]) {
+  for (const view of ["editor", "github", "health"]) {
     $(`view-${view}`).hidden = view !== name;
     $(`tab-${view}`).setAttribute("aria-selected", String(view === name));
+  }
+  if (name === "github") {
+    loadGithubView().then(
+      (view) => view.setVisible(!$("view-github").hidden),
+      (error) => showError(error, "GitHub"),
+    );
+  } else {
+    github?.setVisible(false);
   }
   if (name === "health") health.refresh();
 }
 
 $("tab-editor").addEventListener("click", () => showView("editor"));
+$("tab-github").addEventListener("click", () => showView("github"));
 $("tab-health").addEventListener("click", () => showView("health"));
 
 function setupSplitter() {
@@ -820,6 +851,7 @@ async function start() {
   );
   await Promise.all([me, loadTree()]);
   applyPermissions();
+  github?.render(); // the actions depend on the roles just read
   updateSelectionButtons();
   // Fetch the editor while the user looks at the tree, so the first file opens at once.
   const idle = window.requestIdleCallback || ((fn) => setTimeout(fn, 200));

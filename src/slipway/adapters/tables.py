@@ -7,7 +7,8 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from slipway.adapters.responses import response_versions
@@ -34,6 +35,46 @@ class TableStore:
                     client.create_table(**create_options)
                 self._tables[name] = client
             return client
+
+    def create_entity(self, table: str, entity: Mapping[str, Any]) -> bool:
+        """Insert ``entity``; False when a row with its keys exists already (atomic)."""
+        try:
+            self._table(table).create_entity(dict(entity))
+            return True
+        except ResourceExistsError:
+            return False
+
+    def get_entity_etag(
+        self, table: str, partition_key: str, row_key: str
+    ) -> tuple[dict[str, Any], str] | None:
+        """The row and its ETag, for a later conditional write."""
+        try:
+            found = self._table(table).get_entity(partition_key, row_key)
+        except ResourceNotFoundError:
+            return None
+        return dict(found), str(found.metadata["etag"])
+
+    def replace_entity_if(self, table: str, entity: Mapping[str, Any], etag: str) -> bool:
+        """Replace the row only if it still has ``etag``; False when someone changed it first."""
+        try:
+            self._table(table).update_entity(
+                dict(entity),
+                mode=UpdateMode.REPLACE,
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+            return True
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False
+
+    def delete_entity_if(self, table: str, partition_key: str, row_key: str, etag: str) -> bool:
+        try:
+            self._table(table).delete_entity(
+                partition_key, row_key, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+            return True
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False
 
     def upsert_entity(self, table: str, entity: Mapping[str, Any], **kwargs: Any) -> None:
         self._table(table).upsert_entity(dict(entity), mode=UpdateMode.REPLACE, **kwargs)

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from slipway.gitsync.service import GitSyncError
 from slipway.workspace import errors
 from slipway.workspace.errors import WorkspaceError
 
@@ -73,6 +74,10 @@ _WORKSPACE_STATUS: dict[type[WorkspaceError], int] = {
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(GitSyncError)
+    async def _gitsync_error(_: Request, exc: GitSyncError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message)
+
     @app.exception_handler(WorkspaceError)
     async def _workspace_error(_: Request, exc: WorkspaceError) -> JSONResponse:
         return error_response(_WORKSPACE_STATUS.get(type(exc), 500), exc.code, exc.message)

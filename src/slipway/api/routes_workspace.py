@@ -13,8 +13,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from slipway.api.bodies import read_body_capped
 from slipway.api.security import Editor, Reader
-from slipway.workspace.errors import FileTooLarge
 from slipway.workspace.mode import WorkspaceMode
 from slipway.workspace.paths import parse_path
 from slipway.workspace.service import WorkspaceService
@@ -111,7 +111,7 @@ async def write_file(
 ) -> JSONResponse:
     parts = parse_path(path)
     service = _workspace(request)
-    data = await _read_body(request, service.store.max_file_bytes, path)
+    data = await read_body_capped(request, service.store.max_file_bytes, path)
     result = await run_in_threadpool(
         service.write_file, principal.name, parts, data, if_match=if_match, if_none_match=if_none_match
     )
@@ -166,18 +166,3 @@ def journal(
     request: Request, _: Reader, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> dict[str, object]:
     return {"entries": [entry.to_json() for entry in _workspace(request).journal(limit)]}
-
-
-async def _read_body(request: Request, limit: int, path: str) -> bytes:
-    """The request body, refused as soon as it passes ``limit`` (never buffered beyond it)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise FileTooLarge(f"{path} would be {declared} bytes; the limit is {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise FileTooLarge(f"{path} is larger than the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)

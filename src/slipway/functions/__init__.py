@@ -15,6 +15,7 @@ import azure.functions as func
 from slipway.api.app import create_api
 from slipway.bootstrap import build_services
 from slipway.config import load_settings
+from slipway.functions.gitsync import gitsync_blueprint
 from slipway.functions.http import ASGI_FUNCTION, automation_blueprint
 
 
@@ -25,4 +26,5 @@ def create_function_app(env: Mapping[str, str]) -> func.AsgiFunctionApp:
     # Anonymous at the host: the API authenticates every request itself (slipway.auth).
     app = func.AsgiFunctionApp(app=api, http_auth_level=func.AuthLevel.ANONYMOUS, function_name=ASGI_FUNCTION)
     app.register_functions(automation_blueprint(api))
+    app.register_functions(gitsync_blueprint(services))
     return app

@@ -75,6 +75,11 @@ def _local_settings(app_root: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in values.items()}
 
 
+def _reachable_host(host: str) -> str:
+    """The address to tell others: a wildcard listen address is reachable at loopback here."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - compared, not bound
+
+
 def compose_environment(
     options: DevOptions, base: Mapping[str, str], storage_connection: str
 ) -> dict[str, str]:
@@ -92,6 +97,9 @@ def compose_environment(
         "SLIPWAY_SECRET_STORE": "file",
         "SLIPWAY_SECRETS_FILE": str(data / "secrets.json"),
         "SLIPWAY_WEB_DIR": str((options.app_root / "web" / "dist").resolve()),
+        "SLIPWAY_GIT_DIR": str(data / "git"),
+        # GitHub cannot reach a developer's loopback; the URL still names where pushes go.
+        "SLIPWAY_PUBLIC_BASE_URL": f"http://{_reachable_host(options.host)}:{options.port}",
     }
     env = {**defaults, **_local_settings(options.app_root), **base}
     env["AzureWebJobsStorage"] = storage_connection

@@ -1,0 +1,112 @@
+"""GitHub sync bindings: the webhook, the queue trigger, the sync orchestration and its activity.
+
+The webhook only verifies and enqueues. The queue trigger records the request and starts the
+singleton orchestration ``workspace-sync`` or, when it runs already, wakes it: one sync at a
+time, and pushes arriving during a sync collapse into one more pass to the newest head.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from slipway.bootstrap import Services
+from slipway.names import SYNC_QUEUE
+
+log = logging.getLogger("slipway.functions.gitsync")
+
+SYNC_INSTANCE = "workspace-sync"
+WAKE_EVENT = "sync_requested"
+# Waits between tries of a pass whose fetch failed (network, GitHub outage).
+FETCH_RETRY_SECONDS = (5, 15, 45, 120)
+# How long a finished pass waits for more requests before the orchestration ends.
+LINGER_SECONDS = 5
+_TRIGGERS = {"push", "manual", "reconcile"}
+
+
+def parse_request(body: bytes) -> dict[str, str]:
+    """A sync queue message, or ValueError (the host retries, then parks it in the poison queue)."""
+    message = json.loads(body)
+    if not isinstance(message, dict) or message.get("trigger") not in _TRIGGERS:
+        raise ValueError(f"not a sync request: expected a JSON object with trigger in {sorted(_TRIGGERS)}")
+    delivery = message.get("delivery") or ""
+    if not isinstance(delivery, str) or len(delivery) > 100:
+        raise ValueError("delivery must be a string of at most 100 characters")
+    return {"trigger": message["trigger"], "delivery": delivery}
+
+
+def gitsync_blueprint(services: Services) -> df.Blueprint:
+    blueprint = df.Blueprint()
+    gitsync = services.gitsync
+    requests = services.sync_requests
+
+    @blueprint.function_name("github_webhook")
+    @blueprint.route(route="github/webhook", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+    def github_webhook(req: func.HttpRequest) -> func.HttpResponse:
+        headers = {k.lower(): v for k, v in req.headers.items()}
+        answer = services.webhook.handle(headers, req.get_body())
+        return func.HttpResponse(
+            json.dumps(answer.body), status_code=answer.status, mimetype="application/json"
+        )
+
+    @blueprint.queue_trigger(arg_name="msg", queue_name=SYNC_QUEUE, connection="AzureWebJobsStorage")
+    @blueprint.durable_client_input(client_name="client")
+    async def gitsync_requested(msg: func.QueueMessage, client: df.DurableOrchestrationClient) -> None:
+        request = parse_request(msg.get_body())
+        await asyncio.to_thread(requests.add, request["trigger"], request["delivery"])
+        if await _wake(client):
+            return
+        try:
+            await client.start_new("workspace_sync", SYNC_INSTANCE, None)
+        except Exception:
+            # Started by a concurrent message between our check and our start: wake that one.
+            if not await _wake(client):
+                raise
+
+    @blueprint.orchestration_trigger(context_name="context")
+    def workspace_sync(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+        failures = 0
+        while True:
+            outcome: dict[str, Any] = yield context.call_activity("gitsync_pass", None)
+            if outcome["retryable"] and failures < len(FETCH_RETRY_SECONDS):
+                delay = FETCH_RETRY_SECONDS[failures]
+                failures += 1
+                context.set_custom_status(
+                    {"state": "retrying", "in_seconds": delay, "message": outcome["message"]}
+                )
+                yield context.create_timer(context.current_utc_datetime + timedelta(seconds=delay))
+                continue
+            failures = 0
+            context.set_custom_status({"state": "idle", "last": outcome})
+            if outcome["more"]:
+                continue
+            wake = context.wait_for_external_event(WAKE_EVENT)
+            timer = context.create_timer(context.current_utc_datetime + timedelta(seconds=LINGER_SECONDS))
+            winner = yield context.task_any([wake, timer])
+            if winner is timer:
+                return outcome
+            timer.cancel()
+
+    @blueprint.activity_trigger(input_name="request")
+    def gitsync_pass(request: object) -> dict[str, Any]:
+        return gitsync.run_pass()
+
+    return blueprint
+
+
+async def _wake(client: df.DurableOrchestrationClient) -> bool:
+    """Raise the wake-up event if the sync orchestration runs; False when it does not."""
+    status = await client.get_status(SYNC_INSTANCE)
+    running = getattr(status, "runtime_status", None) in (
+        df.OrchestrationRuntimeStatus.Running,
+        df.OrchestrationRuntimeStatus.Pending,
+    )
+    if running:
+        await client.raise_event(SYNC_INSTANCE, WAKE_EVENT, None)
+    return running

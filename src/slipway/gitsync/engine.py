@@ -1,0 +1,272 @@
+"""The sync engine: fetch a branch into a bare mirror on local disk, mirror its tree into the workspace.
+
+``fetch`` brings ``refs/heads/<branch>`` into the mirror (the first time only the head commit,
+later the commits since, so the last synced commit stays an ancestor of the new head).
+``apply`` makes the workspace equal the commit's tree, rsync-style:
+
+* **incremental** when ``base`` is in the mirror, is an ancestor of the head, and the last
+  apply to this workspace finished: the change set comes from ``git diff-tree -M`` (the
+  plumbing form of ``git diff --name-status -M``, with modes and blob ids), so the number of
+  file-system calls on the workspace grows with the change, not with the repository;
+* **full** otherwise (first sync, force push, unknown base, or an apply that stopped
+  half-way): the head tree is compared with the workspace by content (git blob ids of the
+  workspace files; sizes first, never mtimes), only differing files are written, and
+  everything the tree does not hold is removed, Slipway's stray temp files included.
+
+Symbolic links, submodules and names Azure Files refuses are skipped with a warning each
+(what the workspace has at such a path is left alone); paths differing only in case refuse
+the whole tree before anything is touched. ``preview`` says what a full sync would do.
+
+The mirror keeps, per workspace, the last commit applied and whether an apply is unfinished
+(``last_synced``); ``sync`` is fetch + apply for the command line.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from slipway.gitsync.apply import (
+    DEFAULT_WORKERS,
+    FS,
+    Applier,
+    Delete,
+    Dirs,
+    FullPlanner,
+    Move,
+    Plan,
+    StageFailed,
+    Write,
+    clear_unfinished,
+    is_unfinished,
+    mark_unfinished,
+    open_root,
+)
+from slipway.gitsync.changes import (
+    BranchNotFound,
+    FetchError,
+    SyncError,
+    SyncPreview,
+    SyncResult,
+    TreeEntry,
+    TreeRefused,
+    Warnings,
+    check_case,
+    classify,
+    folders_of,
+)
+from slipway.gitsync.mirror import (
+    Git,
+    check_branch,
+    check_remote_url,
+    fetch_branch,
+    locked,
+    read_state,
+    update_state,
+    workspace_key,
+)
+
+__all__ = [
+    "BranchNotFound",
+    "FetchError",
+    "SyncError",
+    "SyncPreview",
+    "SyncResult",
+    "TreeRefused",
+    "apply",
+    "fetch",
+    "last_synced",
+    "preview",
+    "sync",
+]
+
+PREVIEW_PATHS = 50
+
+
+def fetch(mirror_dir: Path, remote_url: str, branch: str, *, token: str | None, timeout: float = 120) -> str:
+    """Fetch the branch into the bare mirror ``mirror_dir`` (made on first use); returns its head commit.
+
+    ``FetchError`` for network, authentication and remote failures (worth retrying),
+    ``BranchNotFound`` when the remote has no such branch. No message holds the token.
+    """
+    check_remote_url(remote_url)
+    check_branch(branch)
+    git = Git(Path(mirror_dir), token=token)
+    try:
+        with locked(git.git_dir):
+            return fetch_branch(git, remote_url, branch, timeout=timeout)
+    except OSError as exc:
+        raise FetchError(git.scrub(f"cannot use the mirror folder {mirror_dir}: {exc.strerror or exc}")) from None
+
+
+def apply(
+    mirror_dir: Path, commit: str, workspace: Path, *, base: str | None, workers: int = DEFAULT_WORKERS
+) -> SyncResult:
+    """Make ``workspace`` equal the tree of ``commit`` (which must be in the mirror)."""
+    started = time.monotonic()
+    git = Git(Path(mirror_dir))
+    workspace = Path(workspace)
+    head = git.resolve(commit)
+    if head is None:
+        raise SyncError(f"commit {commit[:40]!r} is not in the mirror; fetch it first")
+    fs = FS()
+    with locked(git.git_dir):
+        root_fd = open_root(fs, workspace)
+        dirs = Dirs(fs, root_fd)
+        try:
+            known_base = git.resolve(base) if base else None
+            incremental = (
+                known_base is not None
+                and git.is_ancestor(known_base, head)
+                # An apply that stopped half-way (here or on another instance): full compare.
+                and not is_unfinished(fs, root_fd)
+            )
+            warnings = Warnings()
+            # Full: every skipped entry is reported; incremental: those in the change only.
+            entries, protected = _tree(git, head, sizes=not incremental, warnings=None if incremental else warnings)
+            check_case([e.parts for e in entries], folders_of([e.parts for e in entries]))
+            if incremental:
+                assert known_base is not None
+                plan = _plan_incremental(git, known_base, head, entries, warnings)
+            else:
+                plan = FullPlanner(fs, dirs, entries, protected, workers=workers, listing=False).run()
+                plan.warnings = warnings
+            applier = Applier(fs, dirs, git, workers=workers)
+            if not plan.empty:
+                mark_unfinished(fs, root_fd)
+                try:
+                    applier.stage(plan)
+                except StageFailed as exc:
+                    if exc.clean:
+                        clear_unfinished(fs, root_fd)
+                    raise
+                applier.commit(plan)
+                clear_unfinished(fs, root_fd)
+            elif not incremental:
+                clear_unfinished(fs, root_fd)  # a full compare found nothing left to do
+            update_state(git.git_dir, workspace, commit=head)
+        finally:
+            dirs.close_all()
+            fs.close(root_fd)
+    outcome = applier.outcome
+    return SyncResult(
+        before=known_base if incremental else None,
+        after=head,
+        mode=plan.mode,
+        added=outcome.added,
+        changed=outcome.changed,
+        deleted=outcome.deleted,
+        bytes_written=outcome.bytes_written,
+        fs_operations=fs.ops,
+        warnings=plan.warnings.as_list(),
+        duration_ms=int((time.monotonic() - started) * 1000),
+        renamed=outcome.renamed,
+    )
+
+
+def preview(mirror_dir: Path, commit: str, workspace: Path) -> SyncPreview:
+    """What a full sync to ``commit`` would add, overwrite, delete and leave; writes nothing."""
+    git = Git(Path(mirror_dir))
+    head = git.resolve(commit)
+    if head is None:
+        raise SyncError(f"commit {commit[:40]!r} is not in the mirror; fetch it first")
+    entries, protected = _tree(git, head, sizes=True, warnings=None)
+    check_case([e.parts for e in entries], folders_of([e.parts for e in entries]))
+    fs = FS()
+    root_fd = open_root(fs, Path(workspace))
+    dirs = Dirs(fs, root_fd)
+    try:
+        plan = FullPlanner(fs, dirs, entries, protected, workers=DEFAULT_WORKERS, listing=True).run()
+    finally:
+        dirs.close_all()
+        fs.close(root_fd)
+    overwrite = sorted(w.path for w in plan.writes if w.replaces)
+    deleted = sorted(plan.deleted_paths)
+    return SyncPreview(
+        commit=head,
+        add=sum(1 for w in plan.writes if not w.replaces),
+        overwrite=len(overwrite),
+        delete=len(deleted),
+        unchanged=plan.unchanged,
+        overwrite_paths=overwrite[:PREVIEW_PATHS],
+        delete_paths=deleted[:PREVIEW_PATHS],
+    )
+
+
+def sync(
+    mirror_dir: Path,
+    remote_url: str,
+    branch: str,
+    workspace: Path,
+    *,
+    token: str | None,
+    base: str | None,
+    timeout: float = 120,
+) -> SyncResult:
+    """Fetch the branch, then apply its head to the workspace."""
+    head = fetch(mirror_dir, remote_url, branch, token=token, timeout=timeout)
+    return apply(mirror_dir, head, workspace, base=base)
+
+
+def last_synced(mirror_dir: Path, workspace: Path) -> str | None:
+    """The commit the last finished apply through this mirror put into ``workspace``, or None.
+
+    A later apply that stopped half-way leaves a marker in the workspace itself, so passing
+    this as ``base`` then still gives a full reconcile.
+    """
+    record = read_state(Path(mirror_dir)).get(workspace_key(Path(workspace))) or {}
+    commit = record.get("commit")
+    return commit if isinstance(commit, str) and commit else None
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def _tree(
+    git: Git, head: str, *, sizes: bool, warnings: Warnings | None
+) -> tuple[list[TreeEntry], set[tuple[str, ...]]]:
+    """The head tree's files the share can hold, and the paths of those it cannot."""
+    entries: list[TreeEntry] = []
+    protected: set[tuple[str, ...]] = set()
+    for mode, oid, size, raw in git.ls_tree(head, sizes=sizes):
+        path, parts, why = classify(mode, raw)
+        if why is None:
+            entries.append(TreeEntry(path, parts, mode, oid, size))
+        else:
+            protected.add(parts)
+            if warnings is not None:
+                warnings.add(why)
+    return entries, protected
+
+
+def _plan_incremental(git: Git, base: str, head: str, entries: list[TreeEntry], warnings: Warnings) -> Plan:
+    plan = Plan("incremental", keep=folders_of([e.parts for e in entries]), warnings=warnings)
+    for change in git.diff(base, head):
+        if change.status in "AMTC":
+            path, parts, why = classify(change.new_mode, change.dst)
+            if why is not None:
+                warnings.add(why)
+                continue
+            entry = TreeEntry(path, parts, change.new_mode, change.new_oid, -1)
+            plan.writes.append(Write(parts[:-1], parts[-1], entry, replaces=change.status in "MT"))
+        elif change.status == "D":
+            path, parts, why = classify(change.old_mode, change.src)
+            if why is None:
+                plan.deletes.append(Delete(parts[:-1], parts[-1], "file", path))
+        elif change.status == "R":
+            src_path, src, src_why = classify(change.old_mode, change.src)
+            dst_path, dst, dst_why = classify(change.new_mode, change.dst)
+            entry = TreeEntry(dst_path, dst, change.new_mode, change.new_oid, -1)
+            if dst_why is not None:
+                warnings.add(dst_why)
+            if change.score == 100 and src_why is None and dst_why is None:
+                # One rename: also the only safe way for FOO -> foo on a case-insensitive share.
+                plan.moves.append(Move(src[:-1], src[-1], dst[:-1], dst[-1], entry=entry))
+                continue
+            if src_why is None:
+                plan.deletes.append(Delete(src[:-1], src[-1], "file", src_path))
+            if dst_why is None:
+                plan.writes.append(Write(dst[:-1], dst[-1], entry, replaces=False))
+        else:
+            raise SyncError(f"git reported an unexpected change {change.status!r} between {base[:12]} and {head[:12]}")
+    return plan
