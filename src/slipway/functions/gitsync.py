@@ -73,7 +73,12 @@ def gitsync_blueprint(services: Services) -> df.Blueprint:
     def workspace_sync(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
         failures = 0
         while True:
-            outcome: dict[str, Any] = yield context.call_activity("gitsync_pass", None)
+            try:
+                outcome: dict[str, Any] = yield context.call_activity("gitsync_pass", None)
+            except Exception as exc:
+                # An activity that crashed (storage outage, a bug) is retried like a failed fetch;
+                # the requests it did not finish stay pending.
+                outcome = {"result": "failed", "retryable": True, "more": False, "message": str(exc)[:500]}
             if outcome["retryable"] and failures < len(FETCH_RETRY_SECONDS):
                 delay = FETCH_RETRY_SECONDS[failures]
                 failures += 1

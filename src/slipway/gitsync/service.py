@@ -32,7 +32,7 @@ from slipway.adapters.secrets import SecretStore
 from slipway.gitsync import engine
 from slipway.gitsync.connection import TOKEN_SECRET, WEBHOOK_SECRET, Connection, ConnectionStore
 from slipway.gitsync.journal import SyncJournal, SyncRecord
-from slipway.gitsync.lease import SyncLease
+from slipway.gitsync.lease import LeaseBusy, SyncLease
 from slipway.gitsync.pending import PendingRequests
 from slipway.names import SYNC_QUEUE
 from slipway.workspace.mode import WorkspaceModeStore
@@ -192,7 +192,7 @@ class GitSyncService:
         # Read-only before the first write, so no manual save can slip in between.
         self._modes.set_github(info.full_name, branch)
         try:
-            record = self._sync_locked(connection, token, trigger="connect", deliveries=(), full=True)
+            record, _ = self._sync_locked(connection, token, trigger="connect", deliveries=(), full=True)
         except Exception:
             self._undo_connect(client, connection)
             raise
@@ -317,8 +317,9 @@ class GitSyncService:
         full = any(r.trigger in ("manual", "reconcile") for r in requests)
         trigger = requests[-1].trigger if requests else "push"
         deliveries = tuple(r.delivery for r in requests if r.delivery)
-        record = self._sync_locked(connection, token, trigger=trigger, deliveries=deliveries, full=full)
-        retryable = record.result == "failed" and record.message.startswith("fetch failed")
+        record, retryable = self._sync_locked(
+            connection, token, trigger=trigger, deliveries=deliveries, full=full
+        )
         if not retryable:
             self._pending.remove(requests)
         return {
@@ -331,57 +332,51 @@ class GitSyncService:
 
     def _sync_locked(
         self, connection: Connection, token: str, *, trigger: str, deliveries: tuple[str, ...], full: bool
-    ) -> SyncRecord:
+    ) -> tuple[SyncRecord, bool]:
+        """Fetch and apply under the lease: the journaled record, and whether a retry may help."""
         started = time.monotonic()
         base = None if full else (connection.last_synced_commit or None)
-        with self._lease.hold(wait_seconds=60):
-            try:
-                head = engine.fetch(
-                    self._mirror, connection.remote_url, connection.branch, token=token or None
-                )
-                result = engine.apply(self._mirror, head, self._config.workspace_dir, base=base)
-            except engine.BranchNotFound as exc:
-                record = SyncRecord(
-                    trigger,
-                    "failed",
-                    f"branch not found: {exc}; the workspace was left as it was",
-                    deliveries,
-                    before=connection.last_synced_commit,
-                )
-            except engine.TreeRefused as exc:
-                record = SyncRecord(
-                    trigger,
-                    "failed",
-                    f"refused: {exc}; the workspace was left as it was",
-                    deliveries,
-                    before=connection.last_synced_commit,
-                )
-            except engine.FetchError as exc:
-                record = SyncRecord(
-                    trigger,
-                    "failed",
-                    f"fetch failed: {exc}",
-                    deliveries,
-                    before=connection.last_synced_commit,
-                )
-            else:
-                self._connections.record_synced(result.after)
-                record = SyncRecord(
-                    trigger,
-                    "succeeded",
-                    f"{result.mode} sync to {result.after[:12]}",
-                    deliveries,
-                    before=connection.last_synced_commit,
-                    after=result.after,
-                    added=result.added,
-                    changed=result.changed,
-                    deleted=result.deleted,
-                    bytes=result.bytes_written,
-                    warnings=tuple(result.warnings),
-                )
+        try:
+            with self._lease.hold(wait_seconds=60):
+                record, retryable = self._fetch_and_apply(connection, token, trigger, deliveries, base)
+        except LeaseBusy:
+            message = "another sync held the lease for over a minute"
+            record = SyncRecord(trigger, "failed", message, deliveries, before=connection.last_synced_commit)
+            retryable = True
         record = _with_duration(record, started)
         self._journal.record(record)
-        return record
+        return record, retryable
+
+    def _fetch_and_apply(
+        self, connection: Connection, token: str, trigger: str, deliveries: tuple[str, ...], base: str | None
+    ) -> tuple[SyncRecord, bool]:
+        before = connection.last_synced_commit
+        try:
+            head = engine.fetch(self._mirror, connection.remote_url, connection.branch, token=token or None)
+            result = engine.apply(self._mirror, head, self._config.workspace_dir, base=base)
+        except engine.BranchNotFound as exc:
+            message = f"branch not found: {exc}; the workspace was left as it was"
+            return SyncRecord(trigger, "failed", message, deliveries, before=before), False
+        except engine.TreeRefused as exc:
+            message = f"refused: {exc}; the workspace was left as it was"
+            return SyncRecord(trigger, "failed", message, deliveries, before=before), False
+        except engine.FetchError as exc:
+            return SyncRecord(trigger, "failed", f"fetch failed: {exc}", deliveries, before=before), True
+        self._connections.record_synced(result.after)
+        record = SyncRecord(
+            trigger,
+            "succeeded",
+            f"{result.mode} sync to {result.after[:12]}",
+            deliveries,
+            before=before,
+            after=result.after,
+            added=result.added,
+            changed=result.changed,
+            deleted=result.deleted,
+            bytes=result.bytes_written,
+            warnings=tuple(result.warnings),
+        )
+        return record, False
 
 
 def _with_duration(record: SyncRecord, started: float) -> SyncRecord:
