@@ -42,7 +42,11 @@ test: install lint web/dist/index.html browser
 
 # Benchmarks print their figures; they are not part of `make test`.
 bench: install
+	@command -v rsync >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq rsync strace; \
+	  else echo "make: the sync benchmark compares with rsync; install the Debian package 'rsync'"; exit 1; fi; }
 	$(BIN)/python tests/benchmarks/workspace.py
+	$(BIN)/python tests/benchmarks/sync.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache

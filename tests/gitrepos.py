@@ -34,9 +34,7 @@ GIT_ENV = {
 
 
 def git(cwd: Path, *args: str, input: bytes | None = None) -> bytes:
-    done = subprocess.run(
-        ["git", *args], cwd=cwd, env=GIT_ENV, input=input, capture_output=True, check=False
-    )
+    done = subprocess.run(["git", *args], cwd=cwd, env=GIT_ENV, input=input, capture_output=True, check=False)
     if done.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {done.stderr.decode(errors='replace')}")
     return done.stdout
@@ -97,7 +95,14 @@ class Repo:
         return self.head()
 
     def push(self, *, force: bool = False) -> str:
-        git(self.work, "push", "--quiet", *(["--force"] if force else []), str(self.bare), f"HEAD:refs/heads/{self.branch}")
+        git(
+            self.work,
+            "push",
+            "--quiet",
+            *(["--force"] if force else []),
+            str(self.bare),
+            f"HEAD:refs/heads/{self.branch}",
+        )
         return self.head()
 
     def commit_push(self, message: str = "change") -> str:

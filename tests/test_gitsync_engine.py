@@ -42,9 +42,17 @@ def mirror(tmp_path: Path) -> Path:
     return tmp_path / "mirror.git"
 
 
-def sync(repo: Repo, mirror: Path, workspace: Path, *, base: str | None, url: str | None = None) -> engine.SyncResult:
+def sync(
+    repo: Repo,
+    mirror: Path,
+    workspace: Path,
+    *,
+    base: str | None,
+    url: str | None = None,
+    workers: int | None = None,
+) -> engine.SyncResult:
     head = engine.fetch(mirror, url or repo.url, repo.branch, token=None)
-    return engine.apply(mirror, head, workspace, base=base)
+    return engine.apply(mirror, head, workspace, base=base, workers=workers)
 
 
 def temps(workspace: Path) -> list[str]:
@@ -54,7 +62,9 @@ def temps(workspace: Path) -> list[str]:
 # ---------------------------------------------------------------------------------- basics
 
 
-def test_first_sync_then_add_modify_delete_rename_and_folder_delete(repo: Repo, mirror: Path, workspace: Path) -> None:
+def test_first_sync_then_add_modify_delete_rename_and_folder_delete(
+    repo: Repo, mirror: Path, workspace: Path
+) -> None:
     repo.write_many(
         {
             "README.md": "# hello\n",
@@ -127,12 +137,14 @@ def test_http_remote_token_travels_only_in_the_environment(
     assert "refused the token" in str(failure.value)
     git_runs = [(argv, env) for argv, env in spawned if "git" in Path(argv[0]).name]
     assert git_runs, "git was not spawned"
-    for argv, env in git_runs:
+    for argv, _env in git_runs:
         assert not any(TOKEN in part for part in argv), argv
         assert not any(url.replace("http://", f"http://{TOKEN}@") in part for part in argv)
     fetches = [env for argv, env in git_runs if "fetch" in argv]
     assert fetches and all(env.get("GIT_CONFIG_KEY_0") == "http.extraHeader" for env in fetches)
-    assert all(env.get("GIT_TERMINAL_PROMPT") == "0" and env.get("GIT_CONFIG_NOSYSTEM") == "1" for env in fetches)
+    assert all(
+        env.get("GIT_TERMINAL_PROMPT") == "0" and env.get("GIT_CONFIG_NOSYSTEM") == "1" for env in fetches
+    )
 
 
 def test_token_never_reaches_argv_or_messages_on_a_file_remote_error(mirror: Path, tmp_path: Path) -> None:
@@ -190,7 +202,9 @@ def test_non_ascii_names(repo: Repo, mirror: Path, workspace: Path) -> None:
 def test_refused_names_links_and_submodules_are_skipped_with_warnings(
     repo: Repo, mirror: Path, workspace: Path
 ) -> None:
-    repo.write_many({"ok.py": "ok", "a:b.txt": "colon", "CON.py": "device", "trailing.": "dot", "bad?/x.txt": "q"})
+    repo.write_many(
+        {"ok.py": "ok", "a:b.txt": "colon", "CON.py": "device", "trailing.": "dot", "bad?/x.txt": "q"}
+    )
     repo.symlink("links/to-ok", "../ok.py")
     repo.submodule("vendor/sub")
     first = repo.commit_push()
@@ -213,7 +227,9 @@ def test_refused_names_links_and_submodules_are_skipped_with_warnings(
     second = repo.commit_push()
     result = sync(repo, mirror, workspace, base=first)
     assert result.mode == "incremental"
-    assert result.warnings == ["skipped second-link: symbolic links are not synced (Azure Files cannot hold them)"]
+    assert result.warnings == [
+        "skipped second-link: symbolic links are not synced (Azure Files cannot hold them)"
+    ]
     assert_mirrors(repo, second, workspace, ignore=(*skipped, "second-link"))
 
 
@@ -260,7 +276,9 @@ def test_case_only_rename_is_one_rename(repo: Repo, mirror: Path, workspace: Pat
     assert_mirrors(repo, second, workspace)
 
 
-def test_full_reconcile_fixes_letter_case_without_losing_files(repo: Repo, mirror: Path, workspace: Path) -> None:
+def test_full_reconcile_fixes_letter_case_without_losing_files(
+    repo: Repo, mirror: Path, workspace: Path
+) -> None:
     repo.write_many({"docs/guide.md": "guide", "docs/api.md": "api", "Main.py": "main"})
     head = repo.commit_push()
     # The workspace as someone uploaded it: same files, other letter case.
@@ -315,8 +333,12 @@ def test_type_changes_file_to_folder_and_back(repo: Repo, mirror: Path, workspac
     assert_mirrors(repo, third, workspace)
 
 
-def test_full_reconcile_overwrites_edits_and_removes_extras(repo: Repo, mirror: Path, workspace: Path) -> None:
-    repo.write_many({"a.py": "a = 1\n", "lib/b.py": "b = 2\n", "lib/c.py": "c = 3\n", "same-size.txt": "abcd"})
+def test_full_reconcile_overwrites_edits_and_removes_extras(
+    repo: Repo, mirror: Path, workspace: Path
+) -> None:
+    repo.write_many(
+        {"a.py": "a = 1\n", "lib/b.py": "b = 2\n", "lib/c.py": "c = 3\n", "same-size.txt": "abcd"}
+    )
     head = repo.commit_push()
     sync(repo, mirror, workspace, base=None)
     (workspace / "a.py").write_text("a = 'edited by hand'\n")
@@ -363,11 +385,20 @@ def test_preview_counts_and_writes_nothing(repo: Repo, mirror: Path, workspace: 
     assert_mirrors(repo, head, workspace)
 
 
-def test_fs_operations_grow_with_the_change_not_the_repository(repo: Repo, mirror: Path, workspace: Path) -> None:
+def test_fs_operations_grow_with_the_change_not_the_repository(
+    repo: Repo, mirror: Path, workspace: Path
+) -> None:
     repo.write_many({f"pkg{n % 20:02d}/mod{n % 7}/file{n:04d}.py": f"value = {n}\n" * 5 for n in range(2000)})
     first = repo.commit_push()
-    full = sync(repo, mirror, workspace, base=None)
+    # Eight threads, as on Azure Files (a local disk gets one by default).
+    full = sync(repo, mirror, workspace, base=None, workers=8)
     assert full.added == 2000
+    assert_mirrors(repo, first, workspace)
+    (workspace / "pkg03" / "mod3" / "file0003.py").write_text("drift")
+    (workspace / "pkg04" / "extra.txt").write_text("extra")
+    drift = sync(repo, mirror, workspace, base=None, workers=8)
+    assert (drift.mode, drift.added, drift.changed, drift.deleted) == ("full", 0, 1, 1)
+    assert_mirrors(repo, first, workspace)
     changed = [f"pkg{n % 20:02d}/mod{n % 7}/file{n:04d}.py" for n in range(0, 2000, 200)]
     for path in changed:
         repo.write(path, "changed\n")
@@ -375,6 +406,35 @@ def test_fs_operations_grow_with_the_change_not_the_repository(repo: Repo, mirro
     result = sync(repo, mirror, workspace, base=first)
     assert (result.mode, result.changed) == ("incremental", 10)
     assert result.fs_operations < 100, result.fs_operations
+    assert_mirrors(repo, second, workspace)
+
+
+def test_failure_while_staging_in_parallel_leaves_the_workspace_as_it_was(
+    repo: Repo, mirror: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo.write_many({f"d{n % 9}/f{n}.txt": f"old {n}" for n in range(300)})
+    first = repo.commit_push()
+    sync(repo, mirror, workspace, base=None, workers=8)
+    repo.write_many({f"d{n % 9}/f{n}.txt": f"new {n}" for n in range(300)})
+    repo.write_many({f"new{n % 5}/g{n}.txt": "g" for n in range(100)})
+    second = repo.commit_push()
+    before = snapshot(workspace)
+    real = FS.write_all
+    calls = {"n": 0}
+
+    def failing(self: FS, fd: int, data: bytes) -> None:
+        calls["n"] += 1
+        if calls["n"] == 250:
+            raise OSError(5, "Input/output error")
+        real(self, fd, data)
+
+    monkeypatch.setattr(FS, "write_all", failing)
+    with pytest.raises(engine.SyncError, match="Input/output error"):
+        sync(repo, mirror, workspace, base=first, workers=8)
+    assert snapshot(workspace) == before
+    monkeypatch.setattr(FS, "write_all", real)
+    result = sync(repo, mirror, workspace, base=first, workers=8)
+    assert (result.mode, result.changed, result.added) == ("incremental", 300, 100)
     assert_mirrors(repo, second, workspace)
 
 
@@ -481,7 +541,13 @@ def test_apply_killed_mid_way_is_completed_by_the_next(repo: Repo, mirror: Path,
 # ---------------------------------------------------------------------------------- command line
 
 
-def test_cli_sync(repo: Repo, tmp_path: Path, workspace: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_sync(
+    repo: Repo,
+    tmp_path: Path,
+    workspace: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     repo.write_many({"a.py": "a", "lib/b.py": "b"})
     first = repo.commit_push()
     mirror = tmp_path / "cli-mirror"

@@ -103,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         "sync",
         help="mirror a branch of a git repository into a folder (full compare first, then incremental)",
     )
-    sync.add_argument("--repo", required=True, help="repository URL (https://..., file://...), without credentials")
+    sync.add_argument(
+        "--repo", required=True, help="repository URL (https://..., file://...), without credentials"
+    )
     sync.add_argument("--branch", required=True, help="branch to mirror")
     sync.add_argument("--dest", type=Path, required=True, help="folder to make equal to the branch head")
     sync.add_argument(

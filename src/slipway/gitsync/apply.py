@@ -52,14 +52,17 @@ _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _TRANSIENT = {errno.EINTR, errno.EAGAIN, errno.EBUSY}
 _RETRIES = 6
-# Blobs up to this size are read whole and written by the pool; larger ones are streamed.
-SMALL_BLOB = 256 * 1024
 FSYNC_EACH_LIMIT = 64
 # Batches smaller than this run on the calling thread (a small push stays simple and ordered).
 PARALLEL_MIN = 32
-DEFAULT_WORKERS = 8
+# Threads for a workspace on a network file system (Azure Files): each call waits on a round
+# trip there, so calls in flight overlap. On a local disk a call takes microseconds and threads
+# only add contention (measured: 10,000 renames 0.15 s on one thread, 0.25 s on eight).
+NETWORK_WORKERS = 8
+LOCAL_WORKERS = 1
+DEFAULT_WORKERS = NETWORK_WORKERS
+_NETWORK_FS = ("cifs", "smb3", "smb2", "smbfs", "nfs", "nfs4", "fuse", "9p", "ceph", "glusterfs")
 BATCH = 64  # files per pool task
-BATCH_BYTES = 1024 * 1024  # at most this much content per pool task while staging
 _FSYNC_IGNORED = {errno.EINVAL, errno.EBADF, errno.ENOTSUP, errno.EROFS}
 # A folder in the workspace root while an apply is under way: the next apply, on whichever
 # instance, sees it and makes a full reconcile. A folder, because the store's sweep of old
@@ -265,7 +268,9 @@ class Pool:
     """Runs jobs on worker threads (or inline), remembering the first failure."""
 
     def __init__(self, workers: int) -> None:
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="slipway-sync") if workers > 1 else None
+        self._executor = (
+            ThreadPoolExecutor(workers, thread_name_prefix="slipway-sync") if workers > 1 else None
+        )
         self._slots = threading.BoundedSemaphore(max(1, workers) * 4)
         self._futures: list[Future[None]] = []
         self.error: BaseException | None = None
@@ -316,7 +321,6 @@ class Pool:
     def __exit__(self, *exc: object) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
-
 
     def each(self, job: Callable[..., None], items: list[tuple[Any, ...]], *, batch: int = BATCH) -> None:
         """``job(*item)`` for every item, ``batch`` items to a task (a task per file costs more than the file)."""
@@ -469,7 +473,9 @@ class FullPlanner:
             if name == UNFINISHED and not actual:
                 continue  # the apply's own marker, removed when it finishes
             if name.startswith(TEMP_PREFIX):
-                plan.deletes.append(Delete(actual, name, "folder" if _is_dir(item) else "temp", "", counted=False))
+                plan.deletes.append(
+                    Delete(actual, name, "folder" if _is_dir(item) else "temp", "", counted=False)
+                )
                 continue
             is_dir = _is_dir(item)
             tree_name = matched.get(name)
@@ -483,21 +489,21 @@ class FullPlanner:
                         else:
                             hashing.append((name, target))
                     else:
-                        self._delete(actual, name, item, tree + (tree_name,))
+                        self._delete(actual, name, item, (*tree, tree_name))
                         plan.writes.append(Write(actual, tree_name, target, replaces=True))
                 elif is_dir:
                     if name != tree_name:
                         plan.case_fixes.append(Move(actual, name, actual, tree_name))
-                    subfolders.append((actual + (name,), tree + (tree_name,)))
+                    subfolders.append(((*actual, name), (*tree, tree_name)))
                 else:
-                    self._delete(actual, name, item, tree + (tree_name,))
-                    self._add_folder(actual + (tree_name,), tree + (tree_name,))
+                    self._delete(actual, name, item, (*tree, tree_name))
+                    self._add_folder((*actual, tree_name), (*tree, tree_name))
                 continue
-            path = tree + (name,)
+            path = (*tree, name)
             if path in self._protected:
                 continue  # a skipped entry (link, submodule, refused name): left as it is
             if is_dir and path in self._protected_folders:
-                subfolders.append((actual + (name,), path))
+                subfolders.append(((*actual, name), path))
                 continue
             self._delete(actual, name, item, path)
         for tree_name, target in wanted.items():
@@ -506,7 +512,7 @@ class FullPlanner:
             if isinstance(target, TreeEntry):
                 plan.writes.append(Write(actual, tree_name, target, replaces=False))
             else:
-                self._add_folder(actual + (tree_name,), tree + (tree_name,))
+                self._add_folder((*actual, tree_name), (*tree, tree_name))
         if tree and tree not in self._children:
             plan.prune.add(actual)  # holds only skipped entries: kept while they are there
         # Hash this folder's candidates while its descriptor is open (the pool holds it).
@@ -553,14 +559,16 @@ class FullPlanner:
             if isinstance(target, TreeEntry):
                 self.plan.writes.append(Write(actual, tree_name, target, replaces=False))
             else:
-                self._add_folder(actual + (tree_name,), tree + (tree_name,))
+                self._add_folder((*actual, tree_name), (*tree, tree_name))
 
-    def _delete(self, folder: tuple[str, ...], name: str, item: os.DirEntry[str], path: tuple[str, ...]) -> None:
+    def _delete(
+        self, folder: tuple[str, ...], name: str, item: os.DirEntry[str], path: tuple[str, ...]
+    ) -> None:
         shown = "/".join(path)
         if _is_dir(item):
             self.plan.deletes.append(Delete(folder, name, "folder", shown))
             if self._listing:
-                self._list_files(folder + (name,), path)
+                self._list_files((*folder, name), path)
         else:
             kind = "file" if item.is_file(follow_symlinks=False) else "link"
             self.plan.deletes.append(Delete(folder, name, kind, shown))
@@ -575,9 +583,9 @@ class FullPlanner:
             if item.name.startswith(TEMP_PREFIX):
                 continue
             if _is_dir(item):
-                self._list_files(actual + (item.name,), path + (item.name,))
+                self._list_files((*actual, item.name), (*path, item.name))
             else:
-                self.plan.deleted_paths.append("/".join(path + (item.name,)))
+                self.plan.deleted_paths.append("/".join((*path, item.name)))
 
 
 def _is_dir(item: os.DirEntry[str]) -> bool:
@@ -605,50 +613,62 @@ class Applier:
         self._git = git
         self._workers = workers
         self._temps: list[tuple[tuple[str, ...], str]] = []
-        self._temps_named: list[str] = []
         self._lock = threading.Lock()
         self.outcome = Outcome()
 
     # ---------------------------------------------------------------- phase 1
 
     def stage(self, plan: Plan) -> None:
-        """Write every new content to a temp next to its target; undo everything on failure."""
+        """Write every new content to a temp next to its target; undo everything on failure.
+
+        The writes, sorted by folder, are cut into contiguous slices, one per stager thread;
+        each stager reads its blobs from its own ``git cat-file --batch`` and writes them
+        itself (on a share every call waits on the network, so stagers overlap those waits;
+        on a local disk they spread git's decompression over the cores).
+        """
         self._check_moves(plan)
         writes = sorted(plan.writes, key=lambda w: (w.folder, w.name))
         fsync_each = len(writes) <= FSYNC_EACH_LIMIT
-        run = uuid.uuid4().hex  # temp names: this run's id and a counter
+        run = uuid.uuid4().hex  # temp names: this run's id and the write's number
+        for number, write in enumerate(writes):
+            write.temp = f"{TEMP_PREFIX}{run}-{number}"
+        stagers = max(1, min(self._workers, len(writes) // PARALLEL_MIN))
+        size = -(-len(writes) // stagers) if writes else 0
+        slices = [writes[start : start + size] for start in range(0, len(writes), size)] if writes else []
         try:
-            if writes:
-                with BlobStream(self._git, [w.entry.oid for w in writes]) as blobs, pool_for(
-                    len(writes), self._workers
-                ) as pool:
-                    batch: list[tuple[Any, ...]] = []
-                    batch_bytes = 0
-                    for write in writes:
-                        if pool.error is not None:
-                            break
-                        size = blobs.open(write.entry.oid)
-                        write.temp = f"{TEMP_PREFIX}{run}-{len(self._temps_named)}"
-                        self._temps_named.append(write.temp)
-                        # Held until the write is done (the job releases it).
-                        dir_fd = self._stage_folder(write)
-                        if size <= SMALL_BLOB:
-                            data = blobs.read(size) if size else b""
-                            batch.append((write, dir_fd, data, fsync_each))
-                            batch_bytes += size
-                            if len(batch) >= BATCH or batch_bytes >= BATCH_BYTES:
-                                pool.each(self._write_small, batch, batch=len(batch))
-                                batch, batch_bytes = [], 0
-                        else:
-                            self._write_stream(write, dir_fd, blobs, size, fsync_each)
-                    if batch:
-                        pool.each(self._write_small, batch, batch=len(batch))
-                    pool.join()
-                if not fsync_each:
-                    self._fs.syncfs(self._dirs.root_fd)
+            with Pool(len(slices)) as pool:
+                for part in slices:
+                    pool.submit(self._stage_slice, part, fsync_each, pool)
+                pool.join()
+            if writes and not fsync_each:
+                self._fs.syncfs(self._dirs.root_fd)
         except BaseException as exc:
             clean = self._undo_stage()
+            if not isinstance(exc, Exception):
+                raise  # Ctrl-C and exits stay what they are (the temps are gone all the same)
             raise StageFailed(clean, _describe(exc, "could not write the new files")) from exc
+
+    def _stage_slice(self, writes: list[Write], fsync_each: bool, pool: Pool) -> None:
+        with BlobStream(self._git, [w.entry.oid for w in writes]) as blobs:
+            for write in writes:
+                if pool.error is not None:
+                    return  # another stager failed: stop early
+                size = blobs.open(write.entry.oid)
+                dir_fd = self._stage_folder(write)
+                try:
+                    fd = self._create_temp(write, dir_fd)
+                    try:
+                        # Small blobs come in one piece; large ones are streamed piece by piece.
+                        while chunk := blobs.read():
+                            self._fs.write_all(fd, chunk)
+                        if fsync_each:
+                            self._fs.fsync(fd)
+                    finally:
+                        self._fs.close(fd)
+                finally:
+                    self._dirs.release(write.stage)
+                with self._lock:
+                    self.outcome.bytes_written += size
 
     def _check_moves(self, plan: Plan) -> None:
         """Exact renames whose source is gone (drift) become plain writes."""
@@ -682,40 +702,12 @@ class Applier:
             fd = self._fs.open(write.temp, _CREATE_FLAGS, mode, dir_fd=dir_fd)
         except FileExistsError:
             # A retried create whose first try went through: the unique name is ours.
-            fd = self._fs.open(write.temp, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+            fd = self._fs.open(
+                write.temp, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd
+            )
         with self._lock:
             self._temps.append((write.stage, write.temp))
         return fd
-
-    def _write_small(self, write: Write, dir_fd: int, data: bytes, fsync_each: bool) -> None:
-        try:
-            fd = self._create_temp(write, dir_fd)
-            try:
-                if data:
-                    self._fs.write_all(fd, data)
-                if fsync_each:
-                    self._fs.fsync(fd)
-            finally:
-                self._fs.close(fd)
-            with self._lock:
-                self.outcome.bytes_written += len(data)
-        finally:
-            self._dirs.release(write.stage)
-
-    def _write_stream(self, write: Write, dir_fd: int, blobs: BlobStream, size: int, fsync_each: bool) -> None:
-        try:
-            fd = self._create_temp(write, dir_fd)
-            try:
-                while chunk := blobs.read():
-                    self._fs.write_all(fd, chunk)
-                if fsync_each:
-                    self._fs.fsync(fd)
-            finally:
-                self._fs.close(fd)
-            with self._lock:
-                self.outcome.bytes_written += size
-        finally:
-            self._dirs.release(write.stage)
 
     def _undo_stage(self) -> bool:
         """Remove the temps and the folders phase 1 made; True if nothing is left behind."""
@@ -746,7 +738,10 @@ class Applier:
         try:
             self._delete_all(plan, touched)
             for move in plan.moves:
-                with self._dirs.hold(move.src_folder) as src, self._dirs.hold(move.dst_folder, create=True) as dst:
+                with (
+                    self._dirs.hold(move.src_folder) as src,
+                    self._dirs.hold(move.dst_folder, create=True) as dst,
+                ):
                     self._fs.rename(move.src_name, move.dst_name, src_dir_fd=src, dst_dir_fd=dst)
                 touched.update((move.src_folder, move.dst_folder))
                 plan.prune.update(move.src_folder[:d] for d in range(1, len(move.src_folder) + 1))
@@ -764,7 +759,7 @@ class Applier:
                 for folder in live:
                     self._fsync_folder(folder)
             self._fix_case(plan)
-        except BaseException as exc:
+        except Exception as exc:
             raise SyncError(_describe(exc, "the sync stopped half-way; the next sync completes it")) from exc
 
     def _delete_all(self, plan: Plan, touched: set[tuple[str, ...]]) -> None:
@@ -774,7 +769,7 @@ class Applier:
             pool.join()
         for delete in plan.deletes:
             if delete.kind == "folder":
-                target = delete.folder + (delete.name,)
+                target = (*delete.folder, delete.name)
                 self._dirs.forget(target)
                 try:
                     with self._dirs.hold(delete.folder) as fd:
@@ -788,15 +783,16 @@ class Applier:
     def _delete_file(self, delete: Delete) -> None:
         try:
             with self._dirs.hold(delete.folder) as fd:
-                self._fs.unlink(delete.name, dir_fd=fd)
+                try:
+                    self._fs.unlink(delete.name, dir_fd=fd)
+                except (IsADirectoryError, PermissionError):
+                    # Linux answers EISDIR or EPERM for unlink() of a folder: one stands there
+                    # now (someone's edit), which the full reconcile handles. Anything else
+                    # (a read-only file on SMB) is an error.
+                    if not stat.S_ISDIR(self._fs.lstat(delete.name, dir_fd=fd).st_mode):
+                        raise
+                    return
         except (FileNotFoundError, Blocked):
-            return
-        except IsADirectoryError:
-            return  # a folder now stands there (someone's edit); the full reconcile handles it
-        except PermissionError as exc:
-            # Linux answers EISDIR or EPERM for unlink() of a folder.
-            if exc.errno != errno.EPERM:
-                raise
             return
         if delete.kind == "file" and delete.counted:
             with self._lock:
@@ -835,7 +831,7 @@ class Applier:
                 # A folder stands where the file goes (a type change, or someone's edit).
                 if exc.errno not in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
                     raise
-                self._dirs.forget(write.folder + (write.name,))
+                self._dirs.forget((*write.folder, write.name))
                 self._remove_tree(dst, write.name, counted=False)
                 self._fs.rename(write.temp, write.name, src_dir_fd=src, dst_dir_fd=dst)
         with self._lock:
@@ -879,7 +875,7 @@ class Applier:
     def _fix_case(self, plan: Plan) -> None:
         """Names that differ from the tree's only in case, renamed last and deepest first."""
         for move in sorted(plan.case_fixes, key=lambda m: len(m.src_folder), reverse=True):
-            self._dirs.forget(move.src_folder + (move.src_name,))
+            self._dirs.forget((*move.src_folder, move.src_name))
             with self._dirs.hold(move.src_folder) as fd:
                 self._fs.rename(move.src_name, move.dst_name, src_dir_fd=fd, dst_dir_fd=fd)
                 self._fs.fsync_dir(fd)
@@ -902,6 +898,31 @@ def _describe(exc: BaseException, context: str) -> str:
         where = f" ({exc.filename})" if exc.filename else ""
         return f"{context}: {exc.strerror or exc}{where}"
     return f"{context}: {type(exc).__name__}"
+
+
+def filesystem_type(path: Path) -> str:
+    """The file system type under ``path`` (``cifs`` for an Azure Files share), from /proc/mounts."""
+    try:
+        mounts = Path("/proc/mounts").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return "unknown"
+    resolved = os.path.realpath(path)
+    best, kind = "", "unknown"
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        if (resolved == point or resolved.startswith(point.rstrip("/") + "/")) and len(point) > len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
+def workers_for(path: Path) -> int:
+    kind = filesystem_type(path)
+    if kind == "unknown" or kind.startswith(_NETWORK_FS):
+        return NETWORK_WORKERS
+    return LOCAL_WORKERS
 
 
 def is_unfinished(fs: FS, root_fd: int) -> bool:

@@ -105,7 +105,11 @@ def classify(mode: str, raw_path: bytes) -> tuple[str, tuple[str, ...], str | No
     if mode not in FILE_MODES:
         return path, parts, f"skipped {path}: git mode {mode} is not a regular file"
     if len(path) > MAX_PATH:
-        return path, parts, f"skipped {path[:80]}...: the path is {len(path)} characters long; Azure Files allows {MAX_PATH}"
+        return (
+            path,
+            parts,
+            f"skipped {path[:80]}...: the path is {len(path)} characters long; Azure Files allows {MAX_PATH}",
+        )
     for name in parts:
         why = _name_refused(name)
         if why is not None:

@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 from slipway.gitsync.apply import (
-    DEFAULT_WORKERS,
     FS,
     Applier,
     Delete,
@@ -41,6 +40,7 @@ from slipway.gitsync.apply import (
     is_unfinished,
     mark_unfinished,
     open_root,
+    workers_for,
 )
 from slipway.gitsync.changes import (
     BranchNotFound,
@@ -96,16 +96,23 @@ def fetch(mirror_dir: Path, remote_url: str, branch: str, *, token: str | None, 
         with locked(git.git_dir):
             return fetch_branch(git, remote_url, branch, timeout=timeout)
     except OSError as exc:
-        raise FetchError(git.scrub(f"cannot use the mirror folder {mirror_dir}: {exc.strerror or exc}")) from None
+        raise FetchError(
+            git.scrub(f"cannot use the mirror folder {mirror_dir}: {exc.strerror or exc}")
+        ) from None
 
 
 def apply(
-    mirror_dir: Path, commit: str, workspace: Path, *, base: str | None, workers: int = DEFAULT_WORKERS
+    mirror_dir: Path, commit: str, workspace: Path, *, base: str | None, workers: int | None = None
 ) -> SyncResult:
-    """Make ``workspace`` equal the tree of ``commit`` (which must be in the mirror)."""
+    """Make ``workspace`` equal the tree of ``commit`` (which must be in the mirror).
+
+    ``workers``: threads for the file operations; by default 8 on a network file system
+    (Azure Files), 1 on a local disk.
+    """
     started = time.monotonic()
     git = Git(Path(mirror_dir))
     workspace = Path(workspace)
+    workers = workers or workers_for(workspace)
     head = git.resolve(commit)
     if head is None:
         raise SyncError(f"commit {commit[:40]!r} is not in the mirror; fetch it first")
@@ -123,7 +130,9 @@ def apply(
             )
             warnings = Warnings()
             # Full: every skipped entry is reported; incremental: those in the change only.
-            entries, protected = _tree(git, head, sizes=not incremental, warnings=None if incremental else warnings)
+            entries, protected = _tree(
+                git, head, sizes=not incremental, warnings=None if incremental else warnings
+            )
             check_case([e.parts for e in entries], folders_of([e.parts for e in entries]))
             if incremental:
                 assert known_base is not None
@@ -176,7 +185,9 @@ def preview(mirror_dir: Path, commit: str, workspace: Path) -> SyncPreview:
     root_fd = open_root(fs, Path(workspace))
     dirs = Dirs(fs, root_fd)
     try:
-        plan = FullPlanner(fs, dirs, entries, protected, workers=DEFAULT_WORKERS, listing=True).run()
+        plan = FullPlanner(
+            fs, dirs, entries, protected, workers=workers_for(Path(workspace)), listing=True
+        ).run()
     finally:
         dirs.close_all()
         fs.close(root_fd)
@@ -268,5 +279,7 @@ def _plan_incremental(git: Git, base: str, head: str, entries: list[TreeEntry], 
             if dst_why is None:
                 plan.writes.append(Write(dst[:-1], dst[-1], entry, replaces=False))
         else:
-            raise SyncError(f"git reported an unexpected change {change.status!r} between {base[:12]} and {head[:12]}")
+            raise SyncError(
+                f"git reported an unexpected change {change.status!r} between {base[:12]} and {head[:12]}"
+            )
     return plan

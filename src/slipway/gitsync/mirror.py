@@ -132,7 +132,9 @@ class Git:
             GIT_HTTP_LOW_SPEED_TIME="60",
         )
         if self._header:
-            env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="http.extraHeader", GIT_CONFIG_VALUE_0=self._header)
+            env.update(
+                GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="http.extraHeader", GIT_CONFIG_VALUE_0=self._header
+            )
         return env
 
     def scrub(self, text: str) -> str:
@@ -307,7 +309,9 @@ def fetch_branch(git: Git, remote_url: str, branch: str, *, timeout: float) -> s
             for marker in ("authentication failed", "could not read username", "could not read password")
         ) or re.search(r"\b40[13]\b", lowered):
             if git.has_token:
-                raise FetchError(f"{where} refused the token (check that it is valid and can read the repository): {said}")
+                raise FetchError(
+                    f"{where} refused the token (check that it is valid and can read the repository): {said}"
+                )
             raise FetchError(f"{where} asks for credentials and no token was given: {said}")
         raise FetchError(f"fetching {where} failed: {said}")
     head = git.resolve(ref)
@@ -327,7 +331,7 @@ class BlobStream:
     """
 
     def __init__(self, git: Git, oids: list[str]) -> None:
-        self._proc = git.popen(["cat-file", "--batch"])
+        self._proc = git.popen(["cat-file", "--batch", "--buffer"])  # no flush per object
         self._left = 0
         self._feeder = threading.Thread(target=self._feed, args=(oids,), daemon=True)
         self._feeder.start()
