@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -60,6 +61,9 @@ class Runner:
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what}:\n{self.log.read_text()}")
 
+    def api(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+        return httpx.request(method, self.url + path, timeout=30, **kwargs)  # type: ignore[arg-type]
+
     def stop(self) -> int:
         """Ctrl-C, as a developer stops it; returns the exit code."""
         if self.process.poll() is None:
@@ -102,5 +106,13 @@ def start_runner(
         cwd=folder, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     runner = Runner(process, f"http://127.0.0.1:{port}", folder / "workspace", folder / "data" / "tmp", log)
-    runner.wait(lambda: answers(runner.url + "/api/health"), "the runner to answer /api/health", timeout=60)
+    try:
+        runner.wait(
+            lambda: answers(runner.url + "/api/health"), "the runner to answer /api/health", timeout=60
+        )
+    except BaseException:
+        # A runner that never answered is not left behind; the original failure is what is reported.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            runner.stop()
+        raise
     return runner

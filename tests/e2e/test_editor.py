@@ -10,117 +10,30 @@ from __future__ import annotations
 import io
 import os
 import re
-import signal
-import subprocess
-import sys
-import time
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
-import httpx
 import pytest
-from azure.data.tables import TableServiceClient
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect
+from runner_process import REPO_ROOT, Runner, start_runner
 
-from slipway.adapters.tables import TableStore
-from slipway.local.azurite import AzuritePorts, connection_string, free_port
 from slipway.workspace.mode import WorkspaceModeStore
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 WEB_DIST = REPO_ROOT / "web" / "dist"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 DIRTY = re.compile(r"\bdirty\b")
 SCREENSHOTS = os.environ.get("SLIPWAY_E2E_SCREENSHOTS")
-
-
-@dataclass
-class Runner:
-    process: subprocess.Popen[str]
-    url: str
-    workspace: Path
-    log: Path
-
-    def api(self, method: str, path: str, **kwargs: object) -> httpx.Response:
-        return httpx.request(method, self.url + path, timeout=30, **kwargs)  # type: ignore[arg-type]
-
-    def modes(self) -> WorkspaceModeStore:
-        """The workspace mode store over the runner's Azurite (found through /api/health/detailed)."""
-        checks = {c["name"]: c for c in self.api("GET", "/api/health/detailed").json()["checks"]}
-        table_port = urlparse(checks["tables"]["info"]["endpoint"]).port
-        queue_port = urlparse(checks["queues"]["info"]["endpoint"]).port
-        assert table_port and queue_port
-        ports = AzuritePorts(blob=0, queue=queue_port, table=table_port)
-        return WorkspaceModeStore(
-            TableStore(TableServiceClient.from_connection_string(connection_string(ports)))
-        )
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
     if not (WEB_DIST / "index.html").is_file():
         pytest.fail(f"{WEB_DIST}/index.html is missing: build the UI first (make web/dist/index.html)")
-    root = tmp_path_factory.mktemp("e2e")
-    workspace = root / "workspace"
-    workspace.mkdir()
-    port = free_port()
-    log = root / "runner.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLIPWAY_", "AzureWebJobs"))}
-    env["SLIPWAY_WEB_DIR"] = str(WEB_DIST)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "slipway.cli", "dev", "--port", str(port),
-         "--workspace", str(workspace), "--data", str(root / "data"), "--app-root", str(REPO_ROOT)],
-        cwd=root, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    started = Runner(process, f"http://127.0.0.1:{port}", workspace, log)
+    started = start_runner(tmp_path_factory.mktemp("e2e"), extra_env={"SLIPWAY_WEB_DIR": str(WEB_DIST)})
     try:
-        deadline = time.monotonic() + 60
-        while not _answers(started.url + "/api/health"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the runner did not answer /api/health:\n{log.read_text()}")
-            time.sleep(0.1)
         yield started
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"Debian chromium is not installed at {CHROMIUM}: run `make browser` (apt-get install chromium)"
-        )
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
+        started.stop()
 
 
 @pytest.fixture
@@ -337,7 +250,7 @@ def test_a_github_managed_workspace_is_read_only(page: Page, runner: Runner) -> 
     folder = runner.workspace / "managed"
     folder.mkdir()
     (folder / "build.py").write_text("print('from git')\n")
-    modes = runner.modes()
+    modes = WorkspaceModeStore(runner.table_store())
     modes.set_github("octo/flows", "main")
     try:
         page.reload()

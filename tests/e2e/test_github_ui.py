@@ -11,35 +11,19 @@ from __future__ import annotations
 
 import io
 import os
-import signal
-import subprocess
-import sys
 import time
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from fakes.github import FakeGitHub, FakeToken
 from gitrepos import Repo, assert_mirrors
-from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, Route, expect
+from runner_process import REPO_ROOT, Runner, start_runner
 
-from slipway.local.azurite import free_port
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 WEB_DIST = REPO_ROOT / "web" / "dist"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOTS = os.environ.get("SLIPWAY_E2E_SCREENSHOTS")
 PUBLIC_BASE_URL = "https://slipway.example.test"
 WEBHOOK_URL = PUBLIC_BASE_URL + "/api/github/webhook"
@@ -49,28 +33,10 @@ BANNER = "Managed by GitHub: octo/flows (main) — editing is disabled"
 
 
 @dataclass
-class Runner:
-    process: subprocess.Popen[str]
-    url: str
-    workspace: Path
-    log: Path
-
-    def api(self, method: str, path: str, **kwargs: object) -> httpx.Response:
-        return httpx.request(method, self.url + path, timeout=30, **kwargs)  # type: ignore[arg-type]
-
-
-@dataclass
 class World:
     runner: Runner
     github: FakeGitHub
     repo: Repo
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -94,59 +60,23 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     )
     repo.commit_push("first")
 
-    workspace = root / "workspace"
-    workspace.mkdir()
-    port = free_port()
-    log = root / "runner.log"
     with FakeGitHub() as github:
         github.tokens[ADMIN_TOKEN] = FakeToken()
         github.tokens[READ_TOKEN] = FakeToken(admin=False, hooks=False)
         github.add_repo("octo/flows", branches={"main": repo.head()})
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLIPWAY_", "AzureWebJobs"))}
-        env.update(
-            {
+        runner = start_runner(
+            root,
+            extra_env={
                 "SLIPWAY_WEB_DIR": str(WEB_DIST),
                 "SLIPWAY_GITHUB_API_URL": github.url,
                 "SLIPWAY_GITHUB_WEB_URL": remotes.as_uri(),
                 "SLIPWAY_PUBLIC_BASE_URL": PUBLIC_BASE_URL,
-            }
+            },
         )
-        process = subprocess.Popen(
-            [sys.executable, "-m", "slipway.cli", "dev", "--port", str(port),
-             "--workspace", str(workspace), "--data", str(root / "data"), "--app-root", str(REPO_ROOT)],
-            cwd=root, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        runner = Runner(process, f"http://127.0.0.1:{port}", workspace, log)
         try:
-            deadline = time.monotonic() + 60
-            while not _answers(runner.url + "/api/health"):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the runner did not answer /api/health:\n{log.read_text()}")
-                time.sleep(0.1)
             yield World(runner, github, repo)
         finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"Debian chromium is not installed at {CHROMIUM}: run `make browser` (apt-get install chromium)"
-        )
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
+            runner.stop()
 
 
 @pytest.fixture
