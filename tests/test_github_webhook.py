@@ -51,7 +51,6 @@ def test_anything_but_the_exact_signature_is_refused(secret: str, body: bytes, h
 @pytest.fixture
 def services(base_env: dict[str, str], tmp_path: Path) -> Services:
     built = build_services(load_settings({**base_env, "SLIPWAY_GIT_DIR": str(tmp_path / "git")}))
-    built.tables.delete_entity  # noqa: B018 - touch: the tables exist per test run
     return built
 
 

@@ -143,9 +143,8 @@ class GitSyncService:
             raise GitSyncError(422, "invalid_request", f"branch {branch[:100]!r} is not a valid branch name")
         if not token.strip():
             raise GitSyncError(422, "invalid_request", "a personal access token is required")
-        if not dry_run and self._connections.get() is not None:
-            current = self._connections.get()
-            assert current is not None
+        current = None if dry_run else self._connections.get()
+        if current is not None:
             raise GitSyncError(
                 409,
                 "already_connected",
