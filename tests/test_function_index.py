@@ -45,6 +45,7 @@ def test_function_app_indexes_every_function_with_the_bindings_the_host_expects(
         "gitsync_requested",
         "workspace_sync",
         "gitsync_pass",
+        "gitsync_reconcile",
     }
 
     catch_all = _bindings(functions["http_app_func"])

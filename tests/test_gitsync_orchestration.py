@@ -71,3 +71,40 @@ def test_a_failing_fetch_is_retried_with_growing_delays_then_a_repaired_remote_s
     latest = services.gitsync.syncs(1)[0]
     assert (latest.result, latest.deliveries) == ("succeeded", ("delivery-a",))
     assert services.sync_requests.list() == []
+
+
+def test_the_reconcile_timer_queues_a_catch_up_sync_only_when_the_branch_moved(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    import json
+
+    from slipway.adapters.queues import decode_wire
+    from slipway.names import SYNC_QUEUE
+
+    repo = Repo(tmp_path / "repo")
+    repo.write("flow.py", "print(1)\n")
+    first = repo.commit_push("first")
+    env = {**base_env, "SLIPWAY_GIT_DIR": str(tmp_path / "git")}
+    services = build_services(load_settings(env))
+    while services.queues.receive_messages(SYNC_QUEUE, max_messages=32, visibility_timeout=1):
+        for message in services.queues.receive_messages(SYNC_QUEUE, max_messages=32, visibility_timeout=1):
+            services.queues.delete_message(SYNC_QUEUE, message)
+    services.gitsync._connections.save(  # type: ignore[attr-defined]
+        Connection(
+            repository="octo/flows",
+            branch="main",
+            remote_url=repo.url,
+            hook_id=None,
+            hook_managed=False,
+            webhook_url="",
+            connected_at=datetime.now(UTC),
+            connected_by="test",
+            last_synced_commit=first,
+        )
+    )
+    assert services.gitsync.poll_remote() is False
+    repo.write("flow.py", "print(2)\n")
+    repo.commit_push("pushed while the webhook was down")
+    assert services.gitsync.poll_remote() is True
+    messages = [json.loads(decode_wire(m)) for m in services.queues.peek_messages(SYNC_QUEUE)]
+    assert messages == [{"trigger": "reconcile", "delivery": ""}]

@@ -97,3 +97,41 @@ def test_the_environment_wins_over_local_settings(tmp_path: Path) -> None:
     (tmp_path / "local.settings.json").write_text(json.dumps({"Values": {"SLIPWAY_TASK_HUB": "FromFile"}}))
     env = compose_environment(DevOptions(app_root=tmp_path), {"SLIPWAY_TASK_HUB": "FromEnv"}, "x")
     assert env["SLIPWAY_TASK_HUB"] == "FromEnv"
+
+
+@pytest.mark.parametrize(
+    ("expression", "after", "expected"),
+    [
+        ("0 */5 * * * *", "2026-11-23T18:02:30", "2026-11-23T18:05:00"),
+        ("0 */5 * * * *", "2026-11-23T18:55:00", "2026-11-23T19:00:00"),
+        ("*/10 * * * * *", "2026-11-23T18:02:31", "2026-11-23T18:02:40"),
+        ("0 30 9 * * 1-5", "2026-11-27T10:00:00", "2026-11-30T09:30:00"),  # Friday after 9:30 -> Monday
+        ("0 0 0 1 1 *", "2026-11-23T00:00:00", "2027-01-01T00:00:00"),
+        ("15,45 0 12 * * *", "2026-11-23T12:00:15", "2026-11-23T12:00:45"),
+    ],
+)
+def test_ncrontab_schedules_fire_when_the_host_would(expression: str, after: str, expected: str) -> None:
+    from datetime import UTC, datetime
+
+    from slipway.local.timers import Schedule
+
+    moment = datetime.fromisoformat(after).replace(tzinfo=UTC)
+    assert Schedule.parse(expression).next_after(moment) == datetime.fromisoformat(expected).replace(
+        tzinfo=UTC
+    )
+
+
+@pytest.mark.parametrize(
+    ("expression", "problem"),
+    [
+        ("0 */5 * * *", "needs 6"),
+        ("0 61 * * * *", "minute field"),
+        ("0 * * * * MON", "weekday field"),
+        ("0 5-1 * * * *", "minute field"),
+    ],
+)
+def test_unreadable_schedules_are_named(expression: str, problem: str) -> None:
+    from slipway.local.timers import Schedule, ScheduleError
+
+    with pytest.raises(ScheduleError, match=problem):
+        Schedule.parse(expression)

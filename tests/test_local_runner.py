@@ -21,7 +21,9 @@ RUNNER_APP = REPO_ROOT / "tests" / "runner_app"
 
 @pytest.fixture
 def probe_runner(tmp_path: Path) -> Iterator[Runner]:
-    runner = start_runner(tmp_path, RUNNER_APP, {"PROBE_QUEUE": "probe-runs"})
+    runner = start_runner(
+        tmp_path, RUNNER_APP, {"PROBE_QUEUE": "probe-runs", "PROBE_SCHEDULE": "*/1 * * * * *"}
+    )
     try:
         yield runner
     finally:
@@ -36,6 +38,14 @@ def test_queue_message_starts_an_orchestration_that_runs_to_completion(probe_run
     assert json.loads(result.read_text()) == {"id": "run-1", "parts": [0, 10, 20]}
     # The message was consumed, not left for another delivery.
     probe_runner.wait(lambda: queues.approximate_count("probe-runs") == 0, "the message to be deleted")
+
+
+def test_timer_triggers_fire_on_their_schedule(probe_runner: Runner) -> None:
+    ticks = probe_runner.temp / "ticks.txt"
+    # The schedule says every second: three ticks arrive within a few seconds.
+    probe_runner.wait(
+        lambda: ticks.exists() and ticks.read_text().count("tick") >= 3, "three timer ticks", timeout=15
+    )
 
 
 def test_a_message_that_keeps_failing_lands_in_the_poison_queue_unchanged(probe_runner: Runner) -> None:

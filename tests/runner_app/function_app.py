@@ -49,4 +49,11 @@ def record_probe(record: dict) -> str:
     return str(target)
 
 
+@probe.timer_trigger(schedule="%PROBE_SCHEDULE%", arg_name="timer", run_on_startup=False)
+def probe_tick(timer: func.TimerRequest) -> None:
+    ticks = Path(os.environ["SLIPWAY_TEMP_DIR"]) / "ticks.txt"
+    with ticks.open("a", encoding="utf-8") as handle:
+        handle.write("tick\n")
+
+
 app.register_functions(probe)

@@ -28,6 +28,8 @@ FETCH_RETRY_SECONDS = (5, 15, 45, 120)
 # How long a finished pass waits for more requests before the orchestration ends.
 LINGER_SECONDS = 5
 _TRIGGERS = {"push", "manual", "reconcile"}
+# Every five minutes, a `git ls-remote` catches pushes whose webhook never arrived.
+RECONCILE_SCHEDULE = "0 */5 * * * *"
 
 
 def parse_request(body: bytes) -> dict[str, str]:
@@ -97,6 +99,10 @@ def gitsync_blueprint(services: Services) -> df.Blueprint:
             if winner is timer:
                 return outcome
             timer.cancel()
+
+    @blueprint.timer_trigger(schedule=RECONCILE_SCHEDULE, arg_name="timer", run_on_startup=False)
+    def gitsync_reconcile(timer: func.TimerRequest) -> None:
+        gitsync.poll_remote()
 
     @blueprint.activity_trigger(input_name="request")
     def gitsync_pass(request: object) -> dict[str, Any]:

@@ -59,9 +59,11 @@ from slipway.gitsync.mirror import (
     Git,
     check_branch,
     check_remote_url,
+    ensure_mirror,
     fetch_branch,
     locked,
     read_state,
+    safe_url,
     update_state,
     workspace_key,
 )
@@ -99,6 +101,33 @@ def fetch(mirror_dir: Path, remote_url: str, branch: str, *, token: str | None, 
         raise FetchError(
             git.scrub(f"cannot use the mirror folder {mirror_dir}: {exc.strerror or exc}")
         ) from None
+
+
+def remote_head(
+    mirror_dir: Path, remote_url: str, branch: str, *, token: str | None, timeout: float = 30
+) -> str:
+    """The branch's head commit on the remote (``git ls-remote``), without fetching anything.
+
+    Cheap enough to ask every few minutes: it catches pushes whose webhook never arrived.
+    """
+    check_remote_url(remote_url)
+    check_branch(branch)
+    git = Git(Path(mirror_dir), token=token)
+    ensure_mirror(git)
+    where = safe_url(remote_url)
+    try:
+        done = git.run(["ls-remote", "--end-of-options", remote_url, f"refs/heads/{branch}"], timeout=timeout)
+    except TimeoutError:
+        raise FetchError(f"asking {where} for its head timed out after {timeout:.0f} s") from None
+    if done.returncode != 0:
+        raise FetchError(
+            f"asking {where} for its head failed: {git.scrub(done.stderr.decode(errors='replace')[-500:])}"
+        )
+    for line in done.stdout.decode(errors="replace").splitlines():
+        sha, _, ref = line.partition("\t")
+        if ref == f"refs/heads/{branch}":
+            return sha
+    raise BranchNotFound(f"branch {branch!r} does not exist in {where}")
 
 
 def apply(

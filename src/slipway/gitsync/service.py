@@ -301,6 +301,27 @@ class GitSyncService:
             raise GitSyncError(409, "not_connected", "no GitHub repository is connected")
         self._queues.send_message(SYNC_QUEUE, {"trigger": trigger, "delivery": ""})
 
+    def poll_remote(self) -> bool:
+        """Queue a catch-up sync when the branch moved without a webhook; True when it did.
+
+        GitHub does not redeliver a failed webhook by itself, so a missed push would leave the
+        workspace stale until the next one; the reconcile timer asks for the head instead.
+        """
+        connection = self._connections.get()
+        if connection is None:
+            return False
+        token = self._secrets.get_secret(TOKEN_SECRET)
+        try:
+            head = engine.remote_head(self._mirror, connection.remote_url, connection.branch, token=token)
+        except engine.SyncError as exc:
+            log.warning("reconcile could not read the remote head: %s", exc)
+            return False
+        if head == connection.last_synced_commit:
+            return False
+        log.info("branch moved without a webhook; queueing a catch-up sync", extra={"head": head})
+        self._queues.send_message(SYNC_QUEUE, {"trigger": "reconcile", "delivery": ""})
+        return True
+
     def run_pass(self) -> dict[str, object]:
         """One sync pass over the pending requests (the orchestration's activity).
 
@@ -313,7 +334,9 @@ class GitSyncService:
             self._pending.remove(requests)
             return {"result": "skipped", "retryable": False, "more": False, "message": "not connected"}
         token = self._secrets.get_secret(TOKEN_SECRET) or ""
-        full = any(r.trigger in ("manual", "reconcile") for r in requests)
+        # "Sync now" compares every file (it repairs a workspace changed by hand); a push or
+        # a catch-up after a missed webhook applies the change since the last synced commit.
+        full = any(r.trigger == "manual" for r in requests)
         trigger = requests[-1].trigger if requests else "push"
         deliveries = tuple(r.delivery for r in requests if r.delivery)
         record, retryable = self._sync_locked(

@@ -37,6 +37,7 @@ from slipway.local.durable_rpc import client_binding_json, create_rpc_app
 from slipway.local.hostconfig import HostConfig, HostConfigError, load_host_config
 from slipway.local.http_dispatch import HttpDispatcher, native_routes
 from slipway.local.queue_poller import QueuePoller, queue_triggers
+from slipway.local.timers import ScheduleError, TimerRunner, timer_triggers
 
 log = logging.getLogger("slipway.local.runner")
 
@@ -178,6 +179,8 @@ async def _serve(
         function_directory=directory,
     )
 
+    timers = TimerRunner(timer_triggers(functions, env), function_directory=directory)
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -196,6 +199,7 @@ async def _serve(
         asyncio.create_task(http_server.serve(), name="http"),
         asyncio.create_task(poller.run(stop), name="queues"),
         asyncio.create_task(harness.serve(stop), name="durable"),
+        asyncio.create_task(timers.run(stop), name="timers"),
     ]
     log.info(
         "slipway dev is up",
@@ -256,7 +260,7 @@ def run_dev(options: DevOptions) -> int:
         app = import_function_app(options.app_root)
         asyncio.run(_serve(options, app, env, host))
         return 0
-    except (RunnerError, AzuriteError, HostConfigError, SettingsError, OSError) as exc:
+    except (RunnerError, AzuriteError, HostConfigError, SettingsError, ScheduleError, OSError) as exc:
         log.error("slipway dev cannot start: %s", exc)
         return 1
     except KeyboardInterrupt:
