@@ -18,10 +18,12 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
+
+from fakes import LoopbackServer
 
 ACCOUNT = "slipwaytest"
 KEY = base64.b64encode(b"slipway-fake-file-share-account-key-0123456789abcdef").decode()
@@ -41,7 +43,7 @@ class FakeShare:
     snapshots: list[FakeSnapshot] = field(default_factory=list)  # oldest first
 
 
-class FakeFileService:
+class FakeFileService(LoopbackServer):
     """One storage account's file service; ``url`` is its account URL."""
 
     def __init__(self, account: str = ACCOUNT) -> None:
@@ -51,18 +53,7 @@ class FakeFileService:
         self.requests: list[tuple[str, str, int]] = []  # (method, path with query, status)
         self.headers: list[dict[str, str]] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/{account}"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-
-    def __enter__(self) -> FakeFileService:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._start_server(_handler(self), path=f"/{account}")
 
     def add_share(self, name: str) -> FakeShare:
         self.shares[name] = FakeShare(name)

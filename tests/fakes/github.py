@@ -17,9 +17,11 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from fakes import LoopbackServer
 
 DOCS = "https://docs.github.com/rest"
 _ROUTE = re.compile(r"/repos/(?P<owner>[^/]+)/(?P<name>[^/]+)(?P<rest>/.*)?")
@@ -42,7 +44,7 @@ class FakeRepo:
     hooks: dict[int, dict[str, Any]] = field(default_factory=dict)  # id -> hook, secret included
 
 
-class FakeGitHub:
+class FakeGitHub(LoopbackServer):
     """Serves ``http://127.0.0.1:<port>`` (use it as ``api_url``) from a background thread."""
 
     def __init__(self) -> None:
@@ -55,18 +57,7 @@ class FakeGitHub:
         self.headers: list[dict[str, str]] = []  # request headers, in order
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-
-    def __enter__(self) -> FakeGitHub:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._start_server(_handler(self))
 
     def add_repo(self, full_name: str, *, branches: dict[str, str] | None = None, **kwargs: Any) -> FakeRepo:
         if branches is None:

@@ -15,10 +15,12 @@ import ssl
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from fakes import LoopbackServer
 
 TENANT = "72f988bf-0000-0000-0000-2d7cd011db47"
 RESOURCE = "https://vault.azure.net"
@@ -27,7 +29,7 @@ CHALLENGE = f'Bearer authorization="https://login.microsoftonline.com/{TENANT}",
 _NAME = re.compile(r"[0-9A-Za-z-]{1,127}")
 
 
-class FakeKeyVault:
+class FakeKeyVault(LoopbackServer):
     """Serves one vault on ``https://127.0.0.1:<port>``; accepts only ``Bearer <token>``."""
 
     def __init__(self, cert: Path, key: Path) -> None:
@@ -38,21 +40,9 @@ class FakeKeyVault:
         self._versions: dict[str, list[tuple[str, str, int]]] = {}  # name -> [(version, value, created)]
         self._deleted: dict[str, tuple[float, int]] = {}  # name -> (visible from, deletedDate)
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        self.url = f"https://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-
-    def __enter__(self) -> FakeKeyVault:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._start_server(_handler(self), tls=context)
 
     def value_of(self, name: str) -> str | None:
         """The latest value of an active secret, read directly (not through the API)."""

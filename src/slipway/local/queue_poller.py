@@ -22,6 +22,7 @@ from azure.functions.queue import QueueMessage
 from slipway.adapters.queues import QueueBus, ReceivedMessage
 from slipway.local.hostconfig import HostConfig, resolve_app_settings
 from slipway.local.invocation import binding, invoke
+from slipway.local.tasks import run_until_stopped
 from slipway.names import poison_queue
 
 log = logging.getLogger("slipway.local.queues")
@@ -74,13 +75,7 @@ class QueuePoller:
         self._directory = function_directory
 
     async def run(self, stop: asyncio.Event) -> None:
-        tasks = [asyncio.create_task(self._poll(trigger, stop)) for trigger in self._triggers]
-        try:
-            await stop.wait()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await run_until_stopped([self._poll(trigger, stop) for trigger in self._triggers], stop)
 
     async def _poll(self, trigger: QueueTrigger, stop: asyncio.Event) -> None:
         options = self._host.queues

@@ -19,6 +19,7 @@ from azure.functions.timer import TimerRequest
 
 from slipway.local.hostconfig import resolve_app_settings
 from slipway.local.invocation import binding, invoke
+from slipway.local.tasks import run_until_stopped
 
 log = logging.getLogger("slipway.local.timers")
 
@@ -124,13 +125,7 @@ class TimerRunner:
         self._directory = function_directory
 
     async def run(self, stop: asyncio.Event) -> None:
-        tasks = [asyncio.create_task(self._loop(trigger, stop)) for trigger in self._triggers]
-        try:
-            await stop.wait()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await run_until_stopped([self._loop(trigger, stop) for trigger in self._triggers], stop)
 
     async def _loop(self, trigger: TimerTrigger, stop: asyncio.Event) -> None:
         if trigger.run_on_startup:
