@@ -56,7 +56,7 @@ def services(base_env: dict[str, str], tmp_path: Path) -> Services:
 
 def connect_state(services: Services, *, secret: str = SECRET, branch: str = "main") -> None:
     services.secrets.set_secret(WEBHOOK_SECRET, secret)
-    services.gitsync._connections.save(  # type: ignore[attr-defined]
+    services.gitsync.connections.save(
         Connection(
             repository="octo/flows",
             branch=branch,

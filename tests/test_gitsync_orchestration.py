@@ -26,7 +26,7 @@ def test_a_failing_fetch_is_retried_with_growing_delays_then_a_repaired_remote_s
     remotes = tmp_path / "remotes"
     env = {**base_env, "SLIPWAY_GIT_DIR": str(tmp_path / "git"), "SLIPWAY_GITHUB_WEB_URL": remotes.as_uri()}
     services = build_services(load_settings(env))
-    services.gitsync._connections.save(  # type: ignore[attr-defined]
+    services.gitsync.connections.save(
         Connection(
             repository="octo/flows",
             branch="main",
@@ -89,7 +89,7 @@ def test_the_reconcile_timer_queues_a_catch_up_sync_only_when_the_branch_moved(
     while services.queues.receive_messages(SYNC_QUEUE, max_messages=32, visibility_timeout=1):
         for message in services.queues.receive_messages(SYNC_QUEUE, max_messages=32, visibility_timeout=1):
             services.queues.delete_message(SYNC_QUEUE, message)
-    services.gitsync._connections.save(  # type: ignore[attr-defined]
+    services.gitsync.connections.save(
         Connection(
             repository="octo/flows",
             branch="main",

@@ -93,6 +93,11 @@ class GitSyncService:
         self._snapshots = snapshots
 
     @property
+    def connections(self) -> ConnectionStore:
+        """The stored connection (the webhook reads it; tests arrange it)."""
+        return self._connections
+
+    @property
     def _mirror(self) -> Path:
         return self._config.git_dir / "workspace.git"
 
