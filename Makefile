@@ -26,7 +26,7 @@ web/dist/index.html: web/package.json web/package-lock.json $(shell find web/src
 # The browser of the end-to-end tests: Debian's chromium, installed only when missing.
 browser:
 	@command -v chromium >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else echo "make: the end-to-end tests need Chromium; install the Debian package 'chromium'"; exit 1; fi; }
 
 dev: install web/dist/index.html
@@ -43,7 +43,7 @@ test: install lint web/dist/index.html browser
 # Benchmarks print their figures; they are not part of `make test`.
 bench: install
 	@command -v rsync >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq rsync strace; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsync strace; \
 	  else echo "make: the sync benchmark compares with rsync; install the Debian package 'rsync'"; exit 1; fi; }
 	$(BIN)/python tests/benchmarks/workspace.py
 	$(BIN)/python tests/benchmarks/sync.py
