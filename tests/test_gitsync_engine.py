@@ -62,6 +62,21 @@ def temps(workspace: Path) -> list[str]:
 # ---------------------------------------------------------------------------------- basics
 
 
+def fail_nth_write(monkeypatch: pytest.MonkeyPatch, n: int, error: OSError):  # type: ignore[no-untyped-def]
+    """Make the n-th workspace write raise ``error``; returns the real write to put back."""
+    real = FS.write_all
+    calls = {"n": 0}
+
+    def failing(self: FS, fd: int, data: bytes) -> None:
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise error
+        real(self, fd, data)
+
+    monkeypatch.setattr(FS, "write_all", failing)
+    return real
+
+
 def test_first_sync_then_add_modify_delete_rename_and_folder_delete(
     repo: Repo, mirror: Path, workspace: Path
 ) -> None:
@@ -419,16 +434,7 @@ def test_failure_while_staging_in_parallel_leaves_the_workspace_as_it_was(
     repo.write_many({f"new{n % 5}/g{n}.txt": "g" for n in range(100)})
     second = repo.commit_push()
     before = snapshot(workspace)
-    real = FS.write_all
-    calls = {"n": 0}
-
-    def failing(self: FS, fd: int, data: bytes) -> None:
-        calls["n"] += 1
-        if calls["n"] == 250:
-            raise OSError(5, "Input/output error")
-        real(self, fd, data)
-
-    monkeypatch.setattr(FS, "write_all", failing)
+    real = fail_nth_write(monkeypatch, 250, OSError(5, "Input/output error"))
     with pytest.raises(engine.SyncError, match="Input/output error"):
         sync(repo, mirror, workspace, base=first, workers=8)
     assert snapshot(workspace) == before
@@ -451,16 +457,7 @@ def test_failure_while_staging_leaves_the_workspace_as_it_was(
     repo.remove("b.txt")
     second = repo.commit_push()
     before = snapshot(workspace)
-    real = FS.write_all
-    calls = {"n": 0}
-
-    def failing(self: FS, fd: int, data: bytes) -> None:
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise OSError(28, "No space left on device")
-        real(self, fd, data)
-
-    monkeypatch.setattr(FS, "write_all", failing)
+    real = fail_nth_write(monkeypatch, 3, OSError(28, "No space left on device"))
     with pytest.raises(engine.SyncError, match="No space left"):
         sync(repo, mirror, workspace, base=first)
     assert snapshot(workspace) == before

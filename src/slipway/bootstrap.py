@@ -45,6 +45,7 @@ _CLIENT_OPTIONS: dict[str, Any] = {"connection_timeout": 5, "read_timeout": 20, 
 # The storage SDKs' own default backs off 15 s + 3^n s between tries (a minute for three);
 # a queued run or a readiness probe should not sit that long behind a blip.
 _QUEUE_RETRY = ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=3, random_jitter_range=1)
+_SHARE_RETRY = ShareRetry(initial_backoff=1, increment_base=2, retry_total=3, random_jitter_range=1)
 
 
 @dataclass(frozen=True)
@@ -171,18 +172,14 @@ def _share_snapshots(settings: Settings, credential: TokenCredential | None) -> 
             settings.workspace_share,
             credential=credential or _credential(settings),
             token_intent="backup",  # noqa: S106 - the Files OAuth mode, not a password
-            retry_policy=ShareRetry(
-                initial_backoff=1, increment_base=2, retry_total=3, random_jitter_range=1
-            ),
+            retry_policy=_SHARE_RETRY,
             **_CLIENT_OPTIONS,
         )
     else:
         share = ShareClient.from_connection_string(
             storage.connection_string,
             settings.workspace_share,
-            retry_policy=ShareRetry(
-                initial_backoff=1, increment_base=2, retry_total=3, random_jitter_range=1
-            ),
+            retry_policy=_SHARE_RETRY,
             **_CLIENT_OPTIONS,
         )
     return ShareSnapshots(share)

@@ -16,11 +16,12 @@ import re
 import secrets as random_secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from slipway.adapters import github
 from slipway.adapters.github import (
     GitHubClient,
     GitHubError,
@@ -407,14 +408,10 @@ class GitSyncService:
 
 
 def _with_duration(record: SyncRecord, started: float) -> SyncRecord:
-    from dataclasses import replace
-
     return replace(record, duration_ms=int((time.monotonic() - started) * 1000))
 
 
 def _github_failure(exc: GitHubError) -> GitSyncError:
-    from slipway.adapters import github
-
     mapping: dict[type[GitHubError], tuple[int, str]] = {
         github.GitHubAuthFailed: (400, "github_auth_failed"),
         github.RepositoryNotFound: (404, "repository_not_found"),
