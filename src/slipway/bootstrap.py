@@ -17,10 +17,12 @@ from azure.core.credentials import TokenCredential
 from azure.data.tables import TableServiceClient
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.keyvault.secrets import SecretClient
+from azure.storage.blob import BlobServiceClient
 from azure.storage.fileshare import ExponentialRetry as ShareRetry
 from azure.storage.fileshare import ShareClient
 from azure.storage.queue import ExponentialRetry, QueueServiceClient
 
+from slipway.adapters.blobs import BlobStore
 from slipway.adapters.fileshare import ShareSnapshots
 from slipway.adapters.github import GitHubClient
 from slipway.adapters.queues import QueueBus
@@ -28,6 +30,11 @@ from slipway.adapters.secrets import FileSecretStore, KeyVaultSecretStore, Secre
 from slipway.adapters.tables import TableStore
 from slipway.auth import AuthPolicy
 from slipway.config import SecretStoreKind, Settings
+from slipway.engine.execution import CancelWatch, StepExecutor
+from slipway.engine.loader import WorkflowLoader
+from slipway.engine.logs import RunLogStore, RunLogWriter
+from slipway.engine.runs import RunStore
+from slipway.engine.service import WorkflowService
 from slipway.gitsync.connection import ConnectionStore
 from slipway.gitsync.journal import SyncJournal
 from slipway.gitsync.lease import SyncLease
@@ -62,6 +69,8 @@ class Services:
     gitsync: GitSyncService
     sync_requests: PendingRequests
     webhook: WebhookHandler
+    workflows: WorkflowService
+    step_executor: StepExecutor
 
 
 def _credential(settings: Settings) -> TokenCredential:
@@ -83,6 +92,9 @@ def build_services(settings: Settings) -> Services:
         queue_service = QueueServiceClient(
             storage.service_url("queue"), credential=credential, retry_policy=_QUEUE_RETRY, **_CLIENT_OPTIONS
         )
+        blob_service = BlobServiceClient(
+            storage.service_url("blob"), credential=credential, **_CLIENT_OPTIONS
+        )
     else:
         table_service = TableServiceClient.from_connection_string(
             storage.connection_string, **_CLIENT_OPTIONS
@@ -90,6 +102,7 @@ def build_services(settings: Settings) -> Services:
         queue_service = QueueServiceClient.from_connection_string(
             storage.connection_string, retry_policy=_QUEUE_RETRY, **_CLIENT_OPTIONS
         )
+        blob_service = BlobServiceClient.from_connection_string(storage.connection_string, **_CLIENT_OPTIONS)
 
     secrets: SecretStore
     if settings.secret_store is SecretStoreKind.KEY_VAULT:
@@ -147,8 +160,16 @@ def build_services(settings: Settings) -> Services:
     webhook = WebhookHandler(
         secrets=secrets, tables=tables, queues=queues, connections=connections, journal=sync_journal
     )
+    runs = RunStore(tables)
+    loader = WorkflowLoader(settings.workspace_dir, BlobStore(blob_service))
+    log_store = RunLogStore(tables, limit_bytes=settings.run_log_limit_bytes)
+    log_writer = RunLogWriter(log_store)
+    workflows = WorkflowService(loader, runs, log_store, log_writer, queues, settings.temp_dir)
+    step_executor = StepExecutor(loader, runs, log_writer, CancelWatch(runs), settings.temp_dir)
     return Services(
         settings=settings,
+        workflows=workflows,
+        step_executor=step_executor,
         gitsync=gitsync,
         sync_requests=sync_requests,
         webhook=webhook,

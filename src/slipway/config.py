@@ -193,6 +193,39 @@ SETTINGS: tuple[Setting, ...] = (
         default="",
     ),
     Setting(
+        "SLIPWAY_RUN_LOG_LIMIT_MB",
+        "Most log output stored per workflow run; beyond it a marker line says how much was "
+        "dropped. Lines longer than 8000 characters are cut with a marker.",
+        "20",
+        default="20",
+    ),
+    Setting(
+        "ENABLE_DEBUGGING",
+        "Start debugpy in the worker process at start-up so a debugger (VS Code) can attach "
+        "and stop at breakpoints in workspace code. Development only, never in Azure.",
+        "false",
+        default="false",
+    ),
+    Setting(
+        "DEBUG_HOST",
+        "Address debugpy listens on when `ENABLE_DEBUGGING=true`: `127.0.0.1` on a "
+        "developer's machine, `0.0.0.0` inside a container whose port is published.",
+        "127.0.0.1",
+        default="127.0.0.1",
+    ),
+    Setting(
+        "DEBUG_PORT",
+        "Port debugpy listens on when `ENABLE_DEBUGGING=true`.",
+        "5678",
+        default="5678",
+    ),
+    Setting(
+        "DEBUG_WAIT_FOR_CLIENT",
+        "With `ENABLE_DEBUGGING=true`, hold start-up until a debugger attaches.",
+        "false",
+        default="false",
+    ),
+    Setting(
         "SLIPWAY_LOG_LEVEL",
         "Log level of Slipway's own loggers: DEBUG, INFO, WARNING or ERROR.",
         "INFO",
@@ -207,6 +240,15 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _MIN_TOKEN_LENGTH = 32
 # App Service sets these in every site it runs; their presence means "not a developer laptop".
 _APP_SERVICE_MARKERS = ("WEBSITE_INSTANCE_ID", "WEBSITE_SITE_NAME")
+
+
+@dataclass(frozen=True)
+class DebugSettings:
+    """Where debugpy listens, and whether start-up waits for a debugger."""
+
+    host: str
+    port: int
+    wait_for_client: bool
 
 
 @dataclass(frozen=True)
@@ -258,6 +300,8 @@ class Settings:
     dev_principal: bool
     web_dir: Path | None
     log_level: str
+    run_log_limit_bytes: int = 20 * 1024 * 1024
+    debugging: DebugSettings | None = None
 
 
 def _parse_bool(raw: str) -> bool:
@@ -391,6 +435,18 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         public_base_url = parsed("SLIPWAY_PUBLIC_BASE_URL", _parse_http_url, "")
 
     web_dir_raw = raw("SLIPWAY_WEB_DIR")
+    run_log_limit_mb = parsed("SLIPWAY_RUN_LOG_LIMIT_MB", _parse_positive_int, 20)
+    if run_log_limit_mb < 1:
+        problems.append("SLIPWAY_RUN_LOG_LIMIT_MB=0 is malformed: expected at least 1")
+    debugging: DebugSettings | None = None
+    debug_port = parsed("DEBUG_PORT", _parse_positive_int, 5678)
+    if not 1 <= debug_port <= 65535:
+        problems.append(f"DEBUG_PORT={debug_port} is malformed: expected a port from 1 to 65535")
+    debug_wait = parsed("DEBUG_WAIT_FOR_CLIENT", _parse_bool, False)
+    if parsed("ENABLE_DEBUGGING", _parse_bool, False):
+        if any(env.get(marker) for marker in _APP_SERVICE_MARKERS):
+            problems.append("ENABLE_DEBUGGING=true is refused: this process runs in Azure App Service")
+        debugging = DebugSettings(raw("DEBUG_HOST").strip(), debug_port, debug_wait)
     settings = Settings(
         storage=storage,
         task_hub=task_hub,
@@ -411,6 +467,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         dev_principal=dev_principal,
         web_dir=Path(web_dir_raw) if web_dir_raw else None,
         log_level=log_level,
+        run_log_limit_bytes=run_log_limit_mb * 1024 * 1024,
+        debugging=debugging,
     )
     if problems:
         raise SettingsError(problems)

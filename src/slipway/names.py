@@ -24,3 +24,10 @@ POISON_SUFFIX = "-poison"
 def poison_queue(queue: str) -> str:
     """The queue where the Functions host parks a message that kept failing."""
     return f"{queue}{POISON_SUFFIX}"
+
+
+# Workflow runs.
+RUNS_TABLE = "SlipwayRuns"
+RUN_STEPS_TABLE = "SlipwayRunSteps"
+RUN_LOGS_TABLE = "SlipwayRunLogs"
+RUNS_QUEUE = "slipway-runs"

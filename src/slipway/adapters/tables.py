@@ -9,7 +9,7 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
 from slipway.adapters.responses import response_versions
 
@@ -104,7 +104,47 @@ class TableStore:
         return captured
 
     def query_entities(
-        self, table: str, query_filter: str, *, parameters: Mapping[str, Any] | None = None
+        self,
+        table: str,
+        query_filter: str,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        page_size: int | None = None,
     ) -> Iterator[dict[str, Any]]:
-        for entity in self._table(table).query_entities(query_filter, parameters=dict(parameters or {})):
+        pages = self._table(table).query_entities(
+            query_filter, parameters=dict(parameters or {}), results_per_page=page_size
+        )
+        for entity in pages:
             yield dict(entity)
+
+    def transact(self, table: str, operations: list[tuple[str, Mapping[str, Any], dict[str, Any]]]) -> bool:
+        """Apply ``operations`` (one partition, at most 100) all or none.
+
+        Each is ``(verb, entity, options)`` with verb ``create``, ``upsert`` or ``replace``;
+        ``replace`` options may carry ``etag``. False when a condition failed (a row existed
+        for ``create``, or changed since its ETag was read): nothing was written.
+        """
+        batch: list[Any] = []
+        for verb, entity, options in operations:
+            if verb == "create":
+                batch.append(("create", dict(entity)))
+            elif verb == "upsert":
+                batch.append(("upsert", dict(entity), {"mode": UpdateMode.REPLACE}))
+            elif verb == "replace":
+                batch.append(
+                    (
+                        "update",
+                        dict(entity),
+                        {"mode": UpdateMode.REPLACE, "etag": options["etag"],
+                         "match_condition": MatchConditions.IfNotModified},
+                    )
+                )  # fmt: skip
+            else:
+                raise ValueError(f"unknown table operation {verb!r}")
+        try:
+            self._table(table).submit_transaction(batch)
+        except TableTransactionError as exc:
+            if exc.status_code in (409, 412):
+                return False
+            raise
+        return True

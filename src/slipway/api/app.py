@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 
 import slipway
-from slipway.api import routes_github, routes_health, routes_me, routes_workspace
+from slipway.api import routes_github, routes_health, routes_me, routes_workflows, routes_workspace
 from slipway.api.errors import install_error_handlers
 from slipway.api.security import Reader
 from slipway.bootstrap import Services
@@ -16,7 +16,13 @@ from slipway.bootstrap import Services
 OPENAPI_PATH = "/api/openapi.json"
 
 # Every router of the API, in one list: the route-coverage tests walk these.
-ROUTERS = (routes_health.router, routes_me.router, routes_workspace.router, routes_github.router)
+ROUTERS = (
+    routes_health.router,
+    routes_me.router,
+    routes_workspace.router,
+    routes_github.router,
+    routes_workflows.router,
+)
 
 
 def create_api(services: Services) -> FastAPI:

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from slipway.engine.errors import EngineError
 from slipway.gitsync.service import GitSyncError
 from slipway.workspace import errors
 from slipway.workspace.errors import WorkspaceError
@@ -76,6 +77,10 @@ _WORKSPACE_STATUS: dict[type[WorkspaceError], int] = {
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GitSyncError)
     async def _gitsync_error(_: Request, exc: GitSyncError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(EngineError)
+    async def _engine_error(_: Request, exc: EngineError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message)
 
     @app.exception_handler(WorkspaceError)

@@ -2,8 +2,7 @@
 
 ``create_function_app`` is all ``function_app.py`` calls. It returns an ``AsgiFunctionApp``
 whose catch-all HTTP function serves the FastAPI app, plus native functions registered from
-blueprints (the function-key automation entry today; queue triggers, orchestrators and
-activities as the engine grows).
+blueprints (the function-key automation entry, GitHub sync, workflow runs).
 """
 
 from __future__ import annotations
@@ -15,16 +14,22 @@ import azure.functions as func
 from slipway.api.app import create_api
 from slipway.bootstrap import build_services
 from slipway.config import load_settings
+from slipway.debugging import start_debugging
 from slipway.functions.gitsync import gitsync_blueprint
 from slipway.functions.http import ASGI_FUNCTION, automation_blueprint
+from slipway.functions.workflows import workflows_blueprint
 
 
 def create_function_app(env: Mapping[str, str]) -> func.AsgiFunctionApp:
     """Validate settings, build services and register every function."""
-    services = build_services(load_settings(env))
+    settings = load_settings(env)
+    start_debugging(settings.debugging)
+    services = build_services(settings)
+    services.workflows.seed_example()
     api = create_api(services)
     # Anonymous at the host: the API authenticates every request itself (slipway.auth).
     app = func.AsgiFunctionApp(app=api, http_auth_level=func.AuthLevel.ANONYMOUS, function_name=ASGI_FUNCTION)
     app.register_functions(automation_blueprint(api))
     app.register_functions(gitsync_blueprint(services))
+    app.register_functions(workflows_blueprint(services))
     return app

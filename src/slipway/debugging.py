@@ -1,0 +1,42 @@
+"""debugpy in the worker process, started once, when the settings ask for it.
+
+The worker imports the function app once at start-up; that is where ``listen`` runs, so a
+debugger attached to the port sees every thread that later runs an activity, and stops at
+breakpoints in workspace files (the engine compiles them under their real paths).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from slipway.config import DebugSettings
+
+log = logging.getLogger("slipway.debugging")
+
+_lock = threading.Lock()
+_listening: tuple[str, int] | None = None
+
+
+def start_debugging(settings: DebugSettings | None) -> tuple[str, int] | None:
+    """Listen with debugpy (once per process); the address, or None when debugging is off."""
+    global _listening
+    if settings is None:
+        return None
+    with _lock:
+        if _listening is None:
+            import debugpy  # imported only when asked for: it patches threading on import
+
+            host, port = debugpy.listen((settings.host, settings.port))
+            _listening = (host, port)
+            log.warning(
+                "debugpy is listening: attach a debugger",
+                extra={"debug_host": host, "debug_port": port},
+            )
+        address = _listening
+    if settings.wait_for_client:
+        import debugpy
+
+        log.warning("waiting for a debugger to attach (DEBUG_WAIT_FOR_CLIENT=true)")
+        debugpy.wait_for_client()
+    return address

@@ -1,0 +1,47 @@
+"""Engine failures a caller can act on; the API maps each to one status code."""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base class: ``code`` is the stable machine-readable name shown to API clients."""
+
+    code = "engine_error"
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class WorkflowNotFound(EngineError):
+    code = "workflow_not_found"
+    status = 404
+
+
+class WorkflowLoadFailed(EngineError):
+    """The workflow file does not load (syntax error, import error, bad declaration)."""
+
+    code = "workflow_load_failed"
+    status = 422
+
+
+class ParamsInvalid(EngineError):
+    code = "params_invalid"
+    status = 422
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"params.{field}: {message}" if field else f"params: {message}")
+        self.field = field
+
+
+class RunNotFound(EngineError):
+    code = "run_not_found"
+    status = 404
+
+
+class RunFinished(EngineError):
+    """The run already ended; it cannot be canceled."""
+
+    code = "run_finished"
+    status = 409

@@ -1,0 +1,215 @@
+"""Workflow run bindings: the runs queue, the run orchestration and its activities.
+
+``POST /api/workflows/{name}/runs`` queues a start message; the queue trigger starts the
+orchestration ``workflow_run`` with the run id as its instance id, so a redelivered message
+finds the instance and starts nothing. The orchestrator asks ``workflow_plan`` for the plan,
+then walks it: each step attempt is one ``workflow_step`` activity, steps whose dependencies
+are met run together, a timer races each attempt that has a timeout, failed attempts wait
+(doubling) before the next, and the ``cancel`` event ends the walk at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Generator
+from datetime import timedelta
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from slipway.bootstrap import Services
+from slipway.engine.progress import PlanWalk
+from slipway.engine.service import CANCEL, parse_message
+from slipway.names import RUNS_QUEUE, poison_queue
+
+log = logging.getLogger("slipway.functions.workflows")
+
+ORCHESTRATOR = "workflow_run"
+PLAN_ACTIVITY = "workflow_plan"
+STEP_ACTIVITY = "workflow_step"
+RECORD_ACTIVITY = "workflow_record"
+FINISH_ACTIVITY = "workflow_finish"
+CANCEL_EVENT = "cancel"
+# Storage hiccups in the bookkeeping activities are retried; a step's own retries are the
+# workflow's business (exponential, below).
+_BOOKKEEPING_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=2000, max_number_of_attempts=5)
+
+
+def workflows_blueprint(services: Services) -> df.Blueprint:
+    blueprint = df.Blueprint()
+    engine = services.workflows
+
+    @blueprint.queue_trigger(arg_name="msg", queue_name=RUNS_QUEUE, connection="AzureWebJobsStorage")
+    @blueprint.durable_client_input(client_name="client")
+    async def workflow_run_requested(msg: func.QueueMessage, client: df.DurableOrchestrationClient) -> None:
+        message = parse_message(msg.get_body())
+        run_id = message["run_id"]
+        status = await client.get_status(run_id)
+        exists = getattr(status, "runtime_status", None) is not None
+        if message["action"] == CANCEL:
+            if getattr(status, "runtime_status", None) in (
+                df.OrchestrationRuntimeStatus.Running,
+                df.OrchestrationRuntimeStatus.Pending,
+            ):
+                await client.raise_event(run_id, CANCEL_EVENT, None)
+            return
+        if exists or not await asyncio.to_thread(engine.run_to_start, run_id):
+            return  # a redelivered message: the run started (or ended) already
+        try:
+            await client.start_new(ORCHESTRATOR, run_id, {"run_id": run_id})
+        except Exception:
+            # A concurrent delivery of the same message started it between our check and now.
+            status = await client.get_status(run_id)
+            if getattr(status, "runtime_status", None) is None:
+                raise
+
+    @blueprint.queue_trigger(
+        arg_name="msg", queue_name=poison_queue(RUNS_QUEUE), connection="AzureWebJobsStorage"
+    )
+    def workflow_run_poisoned(msg: func.QueueMessage) -> None:
+        try:
+            message = parse_message(msg.get_body())
+        except ValueError:
+            log.warning("unreadable message in the runs poison queue dropped")
+            return
+        if message["action"] == "start":
+            engine.mark_unstartable(
+                message["run_id"],
+                "the run could not be started: its start message failed 5 times (see the logs)",
+            )
+
+    @blueprint.orchestration_trigger(context_name="context")
+    def workflow_run(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+        run_id: str = context.get_input()["run_id"]
+        try:
+            plan: dict[str, Any] = yield context.call_activity_with_retry(
+                PLAN_ACTIVITY, _BOOKKEEPING_RETRY, run_id
+            )
+        except Exception as exc:
+            plan = {"status": "failed", "error": f"the run could not be planned: {_reason(exc)}"}
+        if plan["status"] != "ready":
+            yield context.call_activity_with_retry(
+                FINISH_ACTIVITY, _BOOKKEEPING_RETRY,
+                {"run_id": run_id, "status": plan["status"], "error": plan.get("error"), "steps": {}},
+            )  # fmt: skip
+            return {"status": plan["status"]}
+        cancel = context.wait_for_external_event(CANCEL_EVENT)
+        steps = PlanWalk(plan["steps"])
+        handlers = PlanWalk(plan["on_failure"], sequential=True)
+        outcome = yield from _walk(context, run_id, steps, cancel, None)
+        status, error = "succeeded", None
+        if outcome == "canceled":
+            status, error = "canceled", "canceled while running"
+            steps.finish_unstarted("canceled")
+            handlers.finish_unstarted("skipped")
+        elif steps.failure is not None:
+            status = "failed"
+            error = f"step {steps.failure['step']} failed: {steps.failure['error']}"
+            steps.finish_unstarted("skipped")
+            if (yield from _walk(context, run_id, handlers, cancel, steps.failure)) == "canceled":
+                status, error = "canceled", "canceled while its on_failure handlers ran"
+                handlers.finish_unstarted("canceled")
+        else:
+            handlers.finish_unstarted("skipped")
+        final = {**steps.summary(), **handlers.summary()}
+        context.set_custom_status({"status": status, "steps": final})
+        yield context.call_activity_with_retry(
+            FINISH_ACTIVITY, _BOOKKEEPING_RETRY,
+            {"run_id": run_id, "status": status, "error": error, "steps": final},
+        )  # fmt: skip
+        return {"status": status, "error": error}
+
+    @blueprint.activity_trigger(input_name="runid")
+    def workflow_plan(runid: str) -> dict[str, Any]:
+        return engine.plan(runid)
+
+    @blueprint.activity_trigger(input_name="request")
+    def workflow_step(request: dict[str, Any]) -> dict[str, Any]:
+        return services.step_executor.run_attempt(request)
+
+    @blueprint.activity_trigger(input_name="request")
+    def workflow_record(request: dict[str, Any]) -> None:
+        engine.record(request)
+
+    @blueprint.activity_trigger(input_name="request")
+    def workflow_finish(request: dict[str, Any]) -> dict[str, Any]:
+        return engine.finish(request)
+
+    return blueprint
+
+
+def _walk(
+    context: df.DurableOrchestrationContext,
+    run_id: str,
+    walk: PlanWalk,
+    cancel: Any,
+    failure: dict[str, str] | None,
+) -> Generator[Any, Any, str]:
+    """Run ``walk``'s steps to the end; "canceled" when the cancel event arrived, else "done"."""
+    pending: dict[Any, tuple[str, str]] = {}
+    attempts: dict[str, Any] = {}
+    deadlines: dict[str, Any] = {}
+
+    def start(name: str) -> None:
+        attempt = walk.start(name)
+        request = {"run_id": run_id, "step": name, "attempt": attempt, "failure": failure}
+        task = context.call_activity(STEP_ACTIVITY, request)
+        pending[task] = (name, "attempt")
+        attempts[name] = task
+        timeout = walk.specs[name]["timeout"]
+        if timeout:
+            timer = context.create_timer(context.current_utc_datetime + timedelta(seconds=timeout))
+            pending[timer] = (name, "timeout")
+            deadlines[name] = timer
+
+    while True:
+        for name in walk.ready():
+            start(name)
+        if not pending:
+            return "done"
+        context.set_custom_status({"status": "running", "steps": walk.summary()})
+        winner = yield context.task_any([cancel, *pending])
+        if winner is cancel:
+            for task, (_, kind) in pending.items():
+                if kind != "attempt" and not task.is_completed:
+                    task.cancel()
+            return "canceled"
+        name, kind = pending.pop(winner)
+        delay: float | None = None
+        if kind == "backoff":
+            start(name)
+            continue
+        if kind == "attempt":
+            attempts.pop(name, None)
+            timer = deadlines.pop(name, None)
+            if timer is not None:
+                pending.pop(timer, None)
+                if not timer.is_completed:
+                    timer.cancel()
+            result = winner.result
+            if isinstance(result, dict) and result.get("ok"):
+                walk.succeeded(name)
+                continue
+            error = result.get("error") if isinstance(result, dict) else _reason(result)
+            delay = walk.attempt_failed(name, str(error))
+        else:  # the attempt's timeout fired first; its late result will be ignored
+            pending.pop(attempts.pop(name), None)
+            deadlines.pop(name, None)
+            attempt = walk.state[name]["attempt"]
+            error = f"timed out after {walk.specs[name]['timeout']:g} s (attempt {attempt})"
+            delay = walk.attempt_failed(name, error, timed_out=True)
+            yield context.call_activity_with_retry(
+                RECORD_ACTIVITY, _BOOKKEEPING_RETRY,
+                {"run_id": run_id, "step": name, "attempt": attempt, "error": error,
+                 "status": "retrying" if delay is not None else "timed_out"},
+            )  # fmt: skip
+        if delay is not None:
+            timer = context.create_timer(context.current_utc_datetime + timedelta(seconds=delay))
+            pending[timer] = (name, "backoff")
+
+
+def _reason(exc: object) -> str:
+    # A failed activity reaches the orchestrator as Exception("<Reason> \n <Details>").
+    return str(exc).split("\n", 1)[0].strip()[:500]
