@@ -61,6 +61,10 @@ def api_url(base_env: dict[str, str], live_server: type) -> Iterator[tuple[str, 
     workspace = Path(env["SLIPWAY_WORKSPACE_DIR"])
     (workspace / "matrix").mkdir()
     (workspace / "matrix" / "readme.txt").write_text("hello")
+    (workspace / "workflows").mkdir()
+    (workspace / "workflows" / "matrix.py").write_text(
+        "from slipway.sdk import Workflow\nworkflow = Workflow()\n\n@workflow.step()\ndef only(ctx):\n    return 1\n"
+    )
     with live_server(api) as server:
         yield server.url, routes
 
@@ -97,6 +101,13 @@ class Recipes:
             return path_format, {"json": body, "expect": {422}}
         if (method, path_format) == ("POST", "/api/github/sync"):
             return path_format, {"expect": {409}}  # nothing is connected
+        if (method, path_format) == ("GET", "/api/workflows/{name}"):
+            return "/api/workflows/matrix", {}
+        if (method, path_format) == ("POST", "/api/workflows/{name}/runs"):
+            return "/api/workflows/matrix/runs", {"json": {"params": {}}}
+        if path_format.startswith("/api/runs/{run_id}"):
+            # A well-formed id of no run: allowed callers get past the guard to the lookup.
+            return path_format.replace("{run_id}", "0000000000ff-00000000"), {"expect": {404}}
         assert "{" not in path_format, f"add a recipe for {method} {path_format} to the role matrix"
         return path_format, {}
 

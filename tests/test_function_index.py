@@ -46,6 +46,13 @@ def test_function_app_indexes_every_function_with_the_bindings_the_host_expects(
         "workspace_sync",
         "gitsync_pass",
         "gitsync_reconcile",
+        "workflow_run_requested",
+        "workflow_run_poisoned",
+        "workflow_run",
+        "workflow_plan",
+        "workflow_step",
+        "workflow_record",
+        "workflow_finish",
     }
 
     catch_all = _bindings(functions["http_app_func"])
@@ -87,6 +94,31 @@ def test_function_app_indexes_every_function_with_the_bindings_the_host_expects(
     assert _bindings(functions["gitsync_pass"]) == [
         {"direction": "IN", "type": "activityTrigger", "name": "request"}
     ]
+
+    runs = _bindings(functions["workflow_run_requested"])
+    assert {
+        "direction": "IN",
+        "type": "queueTrigger",
+        "name": "msg",
+        "queueName": "slipway-runs",
+        "connection": "AzureWebJobsStorage",
+    } in runs
+    assert {"direction": "IN", "type": "durableClient", "name": "client"} in runs
+    # A start message that kept failing marks its run failed instead of leaving it queued.
+    poisoned = next(b for b in _bindings(functions["workflow_run_poisoned"]) if b["type"] == "queueTrigger")
+    assert poisoned["queueName"] == "slipway-runs-poison"
+    assert _bindings(functions["workflow_run"]) == [
+        {"direction": "IN", "type": "orchestrationTrigger", "name": "context"}
+    ]
+    for activity, argument in [
+        ("workflow_plan", "runid"),
+        ("workflow_step", "request"),
+        ("workflow_record", "request"),
+        ("workflow_finish", "request"),
+    ]:
+        assert _bindings(functions[activity]) == [
+            {"direction": "IN", "type": "activityTrigger", "name": argument}
+        ]
 
 
 def test_every_binding_names_a_parameter_of_its_function(
