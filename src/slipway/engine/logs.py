@@ -7,7 +7,8 @@ reader that has seen line N never misses a line numbered below N later: lines be
 only together with the counter that covers them.
 
 Limits: a line longer than ``MAX_LINE_CHARS`` is cut with a marker; once a run's log reaches
-its byte limit, one marker line says so and further lines are counted, not stored.
+its byte limit, one marker line says so and further output is counted, not stored (the
+engine's own few lines, such as the run's end, are still kept).
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ class RunLogStore:
             for line in lines:
                 text = cap_line(line.text)
                 size = len(text.encode("utf-8"))
-                if dropped or used + size > self.limit_bytes:
+                # The engine's own lines (a step started, ended, the run's end) are always kept.
+                over = dropped or used + size > self.limit_bytes
+                if over and line.stream != "system":
                     if not dropped:
                         operations.append(("create", self._row(run_id, seq, LogLine(
                             "", "system",

@@ -1,0 +1,282 @@
+"""Workflow runs through `slipway dev` as a user drives it: the API, the runs queue, the
+orchestration on the real clock, step timeouts, cancel killing commands, pinned versions,
+redelivered and poisoned messages, logs (incremental and SSE) with their limits."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from runner_process import Runner, start_runner
+from workflow_files import write_workflow
+
+from slipway.engine.runs import RunStore, new_run_id
+from slipway.names import RUNS_QUEUE, poison_queue
+
+TERMINAL = {"succeeded", "failed", "canceled"}
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
+    started = start_runner(tmp_path_factory.mktemp("runs"), extra_env={"SLIPWAY_RUN_LOG_LIMIT_MB": "1"})
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def start(runner: Runner, name: str, params: dict[str, Any] | None = None) -> str:
+    answer = runner.api("POST", f"/api/workflows/{name}/runs", json={"params": params or {}})
+    assert answer.status_code == 202, answer.text
+    return str(answer.json()["run"]["id"])
+
+
+def get_run(runner: Runner, run_id: str) -> dict[str, Any]:
+    return dict(runner.api("GET", f"/api/runs/{run_id}").json())
+
+
+def finished(runner: Runner, run_id: str, timeout: float = 30) -> dict[str, Any]:
+    return runner.wait(
+        lambda: (run := get_run(runner, run_id))["status"] in TERMINAL and run,
+        f"run {run_id} to end",
+        timeout,
+    )
+
+
+def steps(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {step["name"]: step for step in run["steps"]}
+
+
+def log_lines(runner: Runner, run_id: str, after: int = 0) -> list[dict[str, Any]]:
+    return list(runner.api("GET", f"/api/runs/{run_id}/logs", params={"after": after}).json()["lines"])
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process is still in process group ``pgid``."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False
+
+
+def test_a_step_timeout_fails_the_step_kills_its_command_and_runs_on_failure(
+    runner: Runner, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pid"
+    write_workflow(
+        runner.workspace,
+        "slow",
+        f"""
+        import time
+        from slipway.sdk import Workflow, shell
+
+        workflow = Workflow()
+
+        @workflow.step(timeout=1.5)
+        def hang(ctx):
+            shell("echo $$ > {pid_file}; sleep 60")
+
+        @workflow.step(timeout=1)
+        def think(ctx):
+            time.sleep(4)  # plain Python cannot be interrupted: the orchestration moves on without it
+            return "late"
+
+        @workflow.on_failure
+        def report(ctx):
+            print("cleaning up after", ctx.failure["step"])
+        """,
+    )
+    began = time.monotonic()
+    run = finished(runner, start(runner, "slow"))
+    assert time.monotonic() - began < 15
+    assert run["status"] == "failed"
+    by_name = steps(run)
+    assert by_name["think"]["status"] == "timed_out"
+    assert by_name["think"]["error"].startswith("timed out after 1 s")
+    assert by_name["hang"]["status"] in ("timed_out", "failed")
+    assert by_name["report"]["status"] == "succeeded"
+    pgid = int(pid_file.read_text())
+    runner.wait(lambda: not group_alive(pgid), "the timed-out command's processes to be gone", timeout=5)
+    text = "\n".join(line["text"] for line in log_lines(runner, run["id"]))
+    assert "cleaning up after" in text
+    # The late result of the timed-out attempt never turns the step green.
+    time.sleep(3)
+    assert steps(get_run(runner, run["id"]))["think"]["status"] == "timed_out"
+
+
+def test_cancel_during_a_long_command_kills_it_and_ends_the_run_canceled(
+    runner: Runner, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pid"
+    write_workflow(
+        runner.workspace,
+        "long",
+        f"""
+        from slipway.sdk import Workflow, shell
+
+        workflow = Workflow()
+
+        @workflow.step()
+        def build(ctx):
+            shell("echo $$ > {pid_file}; echo building; sleep 120; echo never")
+
+        @workflow.step(after=[build])
+        def after_build(ctx, build):
+            return "never"
+        """,
+    )
+    run_id = start(runner, "long")
+    runner.wait(lambda: pid_file.exists() and pid_file.read_text().strip(), "the command to start")
+    pgid = int(pid_file.read_text())
+    assert group_alive(pgid)
+    began = time.monotonic()
+    answer = runner.api("POST", f"/api/runs/{run_id}/cancel")
+    assert answer.status_code == 202 and answer.json()["cancel_requested"] is True
+    run = finished(runner, run_id)
+    assert time.monotonic() - began < 10
+    assert run["status"] == "canceled"
+    assert {n: s["status"] for n, s in steps(run).items()} == {"build": "canceled", "after_build": "canceled"}
+    runner.wait(lambda: not group_alive(pgid), "the command's processes to be gone", timeout=10)
+    text = [line["text"] for line in log_lines(runner, run_id)]
+    assert "building" in text and "never" not in text
+    assert any("cancel requested by" in line for line in text)
+
+
+def test_editing_a_workflow_during_a_run_changes_only_the_next_run(runner: Runner, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    source = f"""
+        import time
+        from pathlib import Path
+        from slipway.sdk import Workflow
+
+        workflow = Workflow()
+
+        @workflow.step()
+        def wait(ctx):
+            while not Path({str(gate)!r}).exists():
+                time.sleep(0.05)
+
+        @workflow.step(after=[wait])
+        def answer(ctx, wait):
+            return "old"
+        """
+    path = write_workflow(runner.workspace, "edited", source)
+    first = start(runner, "edited")
+    runner.wait(
+        lambda: steps(get_run(runner, first)).get("wait", {}).get("status") == "running",
+        "the first run in flight",
+    )
+    path.write_text(path.read_text().replace('return "old"', 'return "new"'))
+    second = start(runner, "edited")
+    gate.write_text("open")
+    assert steps(finished(runner, first))["answer"]["output"] == "old"
+    assert steps(finished(runner, second))["answer"]["output"] == "new"
+    assert get_run(runner, first)["version"] != get_run(runner, second)["version"]
+
+
+def test_a_redelivered_start_message_does_not_run_the_workflow_twice(runner: Runner, tmp_path: Path) -> None:
+    counter = tmp_path / "count"
+    write_workflow(
+        runner.workspace,
+        "once",
+        f"""
+        from pathlib import Path
+        from slipway.sdk import Workflow
+
+        workflow = Workflow()
+
+        @workflow.step()
+        def count(ctx):
+            with open({str(counter)!r}, "a") as handle:
+                handle.write("x")
+        """,
+    )
+    run_id = start(runner, "once")
+    assert finished(runner, run_id)["status"] == "succeeded"
+    queues = runner.queue_bus()
+    for _ in range(2):
+        queues.send_message(RUNS_QUEUE, {"action": "start", "run_id": run_id})
+    runner.wait(lambda: queues.approximate_count(RUNS_QUEUE) == 0, "the duplicates to be consumed")
+    time.sleep(1)
+    assert counter.read_text() == "x"
+    assert steps(get_run(runner, run_id))["count"]["attempt"] == 1
+
+
+def test_a_start_message_that_ended_in_the_poison_queue_fails_its_run(runner: Runner) -> None:
+    runs = RunStore(runner.table_store())
+    run_id = new_run_id()
+    runs.create_run(run_id, workflow="ghost", version="0" * 20, params={}, requested_by="test")
+    runner.queue_bus().send_message(poison_queue(RUNS_QUEUE), {"action": "start", "run_id": run_id})
+    run = finished(runner, run_id)
+    assert run["status"] == "failed"
+    assert "could not be started" in run["error"]
+
+
+def test_logs_come_incrementally_and_as_a_live_stream_with_long_output_marked(runner: Runner) -> None:
+    write_workflow(
+        runner.workspace,
+        "chatty",
+        """
+        import sys
+        from slipway.sdk import Workflow
+
+        workflow = Workflow()
+
+        @workflow.step()
+        def talk(ctx):
+            for i in range(5):
+                print(f"line {i}")
+            print("x" * 20_000)
+            sys.stderr.write("a warning\\n")
+            for i in range(300):
+                print(f"filler {i} " + "y" * 5000)
+            return "done"
+        """,
+    )
+    run_id = start(runner, "chatty")
+    with httpx.stream(
+        "GET", f"{runner.url}/api/runs/{run_id}/logs", headers={"Accept": "text/event-stream"}, timeout=60
+    ) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        events: list[tuple[str, dict[str, Any]]] = []
+        kind = ""
+        for raw in stream.iter_lines():
+            if raw.startswith("event: "):
+                kind = raw[len("event: ") :]
+            elif raw.startswith("data: "):
+                events.append((kind, json.loads(raw[len("data: ") :])))
+                if kind == "end":
+                    break
+    lines = [data for kind, data in events if kind == "line"]
+    assert events[-1] == ("end", {"status": "succeeded"})
+    assert [line["seq"] for line in lines] == list(range(1, len(lines) + 1))  # none missed, none twice
+    texts = [line["text"] for line in lines]
+    assert texts[texts.index("line 0") : texts.index("line 0") + 5] == [f"line {i}" for i in range(5)]
+    assert any(t.endswith("[line truncated: 12000 more characters]") for t in texts)
+    assert any(line["stream"] == "stderr" and line["text"] == "a warning" for line in lines)
+    # 300 lines of 5 KB pass the 1 MB limit: a marker says so, and the end says how much was lost.
+    assert any("log limit of 1 MB reached" in t for t in texts)
+    assert any(t.endswith("log lines beyond the limit were not stored]") for t in texts)
+    # The same lines by polling, from any point on.
+    middle = lines[len(lines) // 2]["seq"]
+    page = runner.api("GET", f"/api/runs/{run_id}/logs", params={"after": middle}).json()
+    assert [line["seq"] for line in page["lines"]] == [line["seq"] for line in lines if line["seq"] > middle]
+    assert page["complete"] is True
+
+
+def test_unknown_runs_and_workflows_answer_404(runner: Runner) -> None:
+    assert runner.api("GET", "/api/runs/0000000000ff-00000000").status_code == 404
+    assert runner.api("GET", "/api/runs/not-a-run").json()["error"]["code"] == "run_not_found"
+    assert runner.api("POST", "/api/workflows/missing/runs", json={}).status_code == 404
+    assert os.environ.get("CI", "") in ("", "true")
