@@ -161,7 +161,8 @@ def build_services(settings: Settings) -> Services:
         secrets=secrets, tables=tables, queues=queues, connections=connections, journal=sync_journal
     )
     runs = RunStore(tables)
-    loader = WorkflowLoader(settings.workspace_dir, BlobStore(blob_service))
+    # Absolute: code objects carry this path, and debuggers match breakpoints against it.
+    loader = WorkflowLoader(settings.workspace_dir.absolute(), BlobStore(blob_service))
     log_store = RunLogStore(tables, limit_bytes=settings.run_log_limit_bytes)
     log_writer = RunLogWriter(log_store)
     workflows = WorkflowService(loader, runs, log_store, log_writer, queues, settings.temp_dir)
