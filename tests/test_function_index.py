@@ -53,6 +53,7 @@ def test_function_app_indexes_every_function_with_the_bindings_the_host_expects(
         "workflow_step",
         "workflow_record",
         "workflow_finish",
+        "workflow_reaper",
     }
 
     catch_all = _bindings(functions["http_app_func"])
@@ -107,6 +108,9 @@ def test_function_app_indexes_every_function_with_the_bindings_the_host_expects(
     # A start message that kept failing marks its run failed instead of leaving it queued.
     poisoned = next(b for b in _bindings(functions["workflow_run_poisoned"]) if b["type"] == "queueTrigger")
     assert poisoned["queueName"] == "slipway-runs-poison"
+    reaper = _bindings(functions["workflow_reaper"])
+    assert {"direction": "IN", "type": "durableClient", "name": "client"} in reaper
+    assert next(b for b in reaper if b["type"] == "timerTrigger")["schedule"] == "30 * * * * *"
     assert _bindings(functions["workflow_run"]) == [
         {"direction": "IN", "type": "orchestrationTrigger", "name": "context"}
     ]

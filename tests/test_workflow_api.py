@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -216,3 +217,27 @@ def test_the_readme_shows_the_example_workflow_exactly() -> None:
     example = (root / "src" / "slipway" / "engine" / "examples" / "hello.py").read_text()
     readme = (root / "README.md").read_text()
     assert f"```python\n{example}```" in readme
+
+
+def test_the_reaper_settles_runs_whose_orchestration_is_gone_or_ignored_a_cancel(services: Services) -> None:
+    name = f"reaped-{uuid.uuid4().hex[:8]}"
+    write_workflow(_workspace(services), name, PARAMS_WORKFLOW)
+    engine = services.workflows
+    lost = engine.start_run(name, {"target": "staging"}, "test")["id"]
+    stuck = engine.start_run(name, {"target": "staging"}, "test")["id"]
+    for run_id in (lost, stuck):
+        engine.plan(run_id)  # running, as if its orchestration had started
+    engine.cancel_run(stuck, "ada")
+    later = datetime.now(UTC) + timedelta(minutes=2)
+
+    unfinished = {row["run_id"]: row for row in engine.unfinished_runs()}
+    assert {lost, stuck} <= set(unfinished)
+    assert engine.reap(unfinished[lost], None, later) is None
+    assert engine.get_run(lost)["status"] == "failed"
+    assert "orchestration is gone" in engine.get_run(lost)["error"]
+
+    assert engine.reap(unfinished[stuck], "Running", datetime.now(UTC)) is None  # within its grace
+    assert engine.reap(unfinished[stuck], "Running", later) == "terminate"
+    engine.reap(unfinished[stuck], "Terminated", later)
+    assert engine.get_run(stuck)["status"] == "canceled"
+    assert {lost, stuck}.isdisjoint(row["run_id"] for row in engine.unfinished_runs())

@@ -121,12 +121,18 @@ class RunStore:
                 return updated
         raise RuntimeError(f"run {run_id} kept changing under concurrent updates")
 
-    def list_runs(self, *, workflow: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    def list_runs(
+        self, *, workflow: str | None = None, statuses: tuple[str, ...] = (), limit: int = 50
+    ) -> list[dict[str, Any]]:
         query = "PartitionKey eq @pk"
         parameters: dict[str, Any] = {"pk": RUN_PARTITION}
         if workflow is not None:
             query += " and workflow eq @workflow"
             parameters["workflow"] = workflow
+        if statuses:
+            # Spaces around parameters: the SDK finds them by splitting the filter on spaces.
+            query += " and ( " + " or ".join(f"status eq @s{i}" for i in range(len(statuses))) + " )"
+            parameters.update({f"s{i}": status for i, status in enumerate(statuses)})
         found = []
         for row in self._tables.query_entities(RUNS_TABLE, query, parameters=parameters, page_size=limit):
             found.append(row)

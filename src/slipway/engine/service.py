@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,8 @@ from slipway.names import RUNS_QUEUE
 log = logging.getLogger("slipway.engine.service")
 
 START, CANCEL = "start", "cancel"
+# A running run whose cancel was not acted on within this long is terminated by the reaper.
+CANCEL_GRACE_SECONDS = 60
 MAX_PARAMS_BYTES = 64 * 1024
 
 
@@ -215,6 +218,46 @@ class WorkflowService:
             return row
 
         self.runs.update_run(run_id, fail)
+
+    # --------------------------------------------------------------------- reaper
+
+    def unfinished_runs(self) -> list[dict[str, Any]]:
+        return self.runs.list_runs(statuses=(QUEUED, RUNNING), limit=1000)
+
+    def reap(self, row: dict[str, Any], orchestration: str | None, now: datetime) -> str | None:
+        """Settle a run whose orchestration cannot settle it; "terminate" when the caller
+        should terminate the orchestration (a cancel it did not act on in time)."""
+        run_id = row["run_id"]
+        if row["status"] == RUNNING and orchestration is None:
+            self._settle(
+                run_id, FAILED, "the run's orchestration is gone (the worker restarted); start it again"
+            )
+        elif orchestration in ("Completed", "Failed", "Terminated"):
+            canceled = orchestration == "Terminated" and row.get("cancel_requested")
+            self._settle(
+                run_id,
+                CANCELED if canceled else FAILED,
+                "canceled"
+                if canceled
+                else f"the orchestration ended ({orchestration}) without recording the result",
+            )
+        elif row.get("cancel_requested") and row.get("cancel_requested_at"):
+            asked = datetime.fromisoformat(str(row["cancel_requested_at"]).replace("Z", "+00:00"))
+            if (now - asked).total_seconds() > CANCEL_GRACE_SECONDS:
+                return "terminate"
+        return None
+
+    def _settle(self, run_id: str, status: str, error: str) -> None:
+        def end(current: dict[str, Any]) -> dict[str, Any] | None:
+            if current["status"] in RUN_TERMINAL:
+                return None
+            current.update(status=status, finished=now_iso(), error=error)
+            return current
+
+        if self.runs.update_run(run_id, end) is not None:
+            log.warning("run settled by the reaper", extra={"run_id": run_id, "status": status})
+            self.log_writer.line(run_id, "", "system", f"● run {status}: {error}")
+            self.log_writer.flush(run_id)
 
     # ----------------------------------------------------------------- activities
 

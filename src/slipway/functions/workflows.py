@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Generator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
@@ -32,6 +32,8 @@ STEP_ACTIVITY = "workflow_step"
 RECORD_ACTIVITY = "workflow_record"
 FINISH_ACTIVITY = "workflow_finish"
 CANCEL_EVENT = "cancel"
+# Every minute: runs whose orchestration vanished (a local runner restarted) or ignored a cancel.
+REAPER_SCHEDULE = "30 * * * * *"
 # Storage hiccups in the bookkeeping activities are retried; a step's own retries are the
 # workflow's business (exponential, below).
 _BOOKKEEPING_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=2000, max_number_of_attempts=5)
@@ -79,6 +81,18 @@ def workflows_blueprint(services: Services) -> df.Blueprint:
                 message["run_id"],
                 "the run could not be started: its start message failed 5 times (see the logs)",
             )
+
+    @blueprint.timer_trigger(schedule=REAPER_SCHEDULE, arg_name="timer", run_on_startup=False)
+    @blueprint.durable_client_input(client_name="client")
+    async def workflow_reaper(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
+        now = datetime.now(UTC)
+        for row in await asyncio.to_thread(engine.unfinished_runs):
+            status = await client.get_status(row["run_id"])
+            runtime = getattr(status, "runtime_status", None)
+            name = runtime.value if runtime is not None else None
+            if await asyncio.to_thread(engine.reap, row, name, now) == "terminate":
+                await client.terminate(row["run_id"], "cancel requested and not acted on in time")
+                await asyncio.to_thread(engine.reap, row, "Terminated", now)
 
     @blueprint.orchestration_trigger(context_name="context")
     def workflow_run(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]

@@ -179,7 +179,9 @@ async def _serve(
         function_directory=directory,
     )
 
-    timers = TimerRunner(timer_triggers(functions, env), function_directory=directory)
+    timers = TimerRunner(
+        timer_triggers(functions, env), function_directory=directory, durable_client_json=lambda: client_json
+    )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

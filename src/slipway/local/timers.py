@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import azure.functions as func
 from azure.functions.timer import TimerRequest
@@ -105,6 +106,7 @@ class TimerTrigger:
     schedule: Schedule
     argument: str
     run_on_startup: bool
+    client_name: str | None = None
 
 
 def timer_triggers(functions: Sequence[func.Function], env: Mapping[str, str]) -> list[TimerTrigger]:
@@ -113,16 +115,32 @@ def timer_triggers(functions: Sequence[func.Function], env: Mapping[str, str]) -
         trigger = binding(function, "timerTrigger")
         if trigger is not None:
             schedule = Schedule.parse(resolve_app_settings(trigger["schedule"], env))
-            found.append(TimerTrigger(function, schedule, trigger["name"], bool(trigger.get("runOnStartup"))))
+            client = binding(function, "durableClient")
+            found.append(
+                TimerTrigger(
+                    function,
+                    schedule,
+                    trigger["name"],
+                    bool(trigger.get("runOnStartup")),
+                    client["name"] if client else None,
+                )
+            )
     return found
 
 
 class TimerRunner:
     """Fires each timer trigger on its schedule until ``stop`` is set."""
 
-    def __init__(self, triggers: list[TimerTrigger], *, function_directory: str) -> None:
+    def __init__(
+        self,
+        triggers: list[TimerTrigger],
+        *,
+        function_directory: str,
+        durable_client_json: Callable[[], str] | None = None,
+    ) -> None:
         self._triggers = triggers
         self._directory = function_directory
+        self._client_json = durable_client_json
 
     async def run(self, stop: asyncio.Event) -> None:
         await run_until_stopped([self._loop(trigger, stop) for trigger in self._triggers], stop)
@@ -143,12 +161,13 @@ class TimerRunner:
 
     async def _fire(self, trigger: TimerTrigger, *, past_due: bool) -> None:
         name = trigger.function.get_function_name()
+        arguments: dict[str, Any] = {trigger.argument: TimerRequest(past_due=past_due)}
+        if trigger.client_name:
+            if self._client_json is None:
+                raise RuntimeError(f"{name} needs a Durable client and the runner has none")
+            arguments[trigger.client_name] = self._client_json()
         try:
-            await invoke(
-                trigger.function,
-                {trigger.argument: TimerRequest(past_due=past_due)},
-                function_directory=self._directory,
-            )
+            await invoke(trigger.function, arguments, function_directory=self._directory)
         except Exception:
             # The host logs a failed timer run and waits for the next occurrence; so does the runner.
             log.exception("timer function failed", extra={"function": name})
