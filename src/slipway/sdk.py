@@ -122,6 +122,11 @@ class StepRuntime(Protocol):
 
     def remaining_seconds(self) -> float | None: ...
 
+    @property
+    def workdir(self) -> Path:
+        """The run's scratch folder: where commands run unless told otherwise."""
+        ...
+
 
 _runtime: contextvars.ContextVar[StepRuntime | None] = contextvars.ContextVar("slipway_step", default=None)
 
@@ -290,8 +295,8 @@ def shell(
     """Run ``cmd`` (a string through ``/bin/sh``, or an argument list) and stream its output
     into the run's log; raise :class:`ShellError` on a non-zero exit when ``check``.
 
-    The command gets the worker's environment minus Slipway's own secrets, plus ``env``. It
-    runs in its own process group: a timeout, the step's timeout or a cancel of the run
+    The command runs in ``cwd``, by default the run's ``ctx.workdir``. It gets the worker's
+    environment minus Slipway's own secrets, plus ``env``. It runs in its own process group: a timeout, the step's timeout or a cancel of the run
     stops the whole group (SIGTERM, then SIGKILL after a grace period).
     """
     runtime = _runtime.get()
@@ -301,6 +306,8 @@ def shell(
     child_env.update(env or {})
     if runtime is not None:
         runtime.write(f"$ {shown}\n", "cmd")
+    if cwd is None and runtime is not None:
+        cwd = runtime.workdir
     process = subprocess.Popen(
         argv,
         cwd=cwd,

@@ -65,8 +65,15 @@ class CancelWatch:
 
 class _AttemptRuntime:
     def __init__(
-        self, writer: RunLogWriter, cancels: CancelWatch, run_id: str, step: str, timeout: float | None
+        self,
+        writer: RunLogWriter,
+        cancels: CancelWatch,
+        run_id: str,
+        step: str,
+        timeout: float | None,
+        workdir: Path,
     ) -> None:
+        self.workdir = workdir
         self._writer = writer
         self._cancels = cancels
         self._run_id = run_id
@@ -205,7 +212,7 @@ class StepExecutor:
             workdir=workdir,
             failure=failure,
         )
-        runtime = _AttemptRuntime(self._writer, self._cancels, run_id, name, step.timeout)
+        runtime = _AttemptRuntime(self._writer, self._cancels, run_id, name, step.timeout, workdir)
         route_output()
         token = sdk._runtime.set(runtime)
         try:

@@ -11,6 +11,7 @@ are met run together, a timer races each attempt that has a timeout, failed atte
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Generator
 from datetime import UTC, datetime, timedelta
@@ -128,7 +129,7 @@ def workflows_blueprint(services: Services) -> df.Blueprint:
         else:
             handlers.finish_unstarted("skipped")
         final = {**steps.summary(), **handlers.summary()}
-        context.set_custom_status({"status": status, "steps": final})
+        context.set_custom_status({**_progress(steps), "status": status})
         yield context.call_activity_with_retry(
             FINISH_ACTIVITY, _BOOKKEEPING_RETRY,
             {"run_id": run_id, "status": status, "error": error, "steps": final},
@@ -183,7 +184,7 @@ def _walk(
             start(name)
         if not pending:
             return "done"
-        context.set_custom_status({"status": "running", "steps": walk.summary()})
+        context.set_custom_status(_progress(walk))
         winner = yield context.task_any([cancel, *pending])
         if winner is cancel:
             for task, (_, kind) in pending.items():
@@ -222,6 +223,17 @@ def _walk(
         if delay is not None:
             timer = context.create_timer(context.current_utc_datetime + timedelta(seconds=delay))
             pending[timer] = (name, "backoff")
+
+
+def _progress(walk: PlanWalk) -> dict[str, Any]:
+    """Custom status is capped at 16 KB: a very large plan reports counts instead of each step."""
+    summary = walk.summary()
+    if len(json.dumps(summary)) <= 12_000:
+        return {"status": "running", "steps": summary}
+    counts: dict[str, int] = {}
+    for status, _attempt in summary.values():
+        counts[status] = counts.get(status, 0) + 1
+    return {"status": "running", "counts": counts}
 
 
 def _reason(exc: object) -> str:
