@@ -52,6 +52,13 @@ SETTINGS: tuple[Setting, ...] = (
         host_only=True,
     ),
     Setting(
+        "PYTHON_THREADPOOL_THREAD_COUNT",
+        "Threads the Python worker runs synchronous functions on. At least host.json's "
+        "`maxConcurrentActivityFunctions` (16), so parallel workflow steps each get a thread.",
+        "16",
+        host_only=True,
+    ),
+    Setting(
         "AzureWebJobsStorage",
         "Connection string of the storage account that holds the Durable task hub, Slipway's "
         "tables and queues. Leave empty in Azure, where the identity-based "
