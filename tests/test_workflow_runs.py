@@ -151,6 +151,40 @@ def test_cancel_during_a_long_command_kills_it_and_ends_the_run_canceled(
     text = [line["text"] for line in log_lines(runner, run_id)]
     assert "building" in text and "never" not in text
     assert any("cancel requested by" in line for line in text)
+    # The killed step's last words come before the run's end, so a reader that stops there has them.
+    assert text[-1] == "● run canceled: canceled while running"
+    assert any(line.startswith("✘ build failed") for line in text)
+
+
+def test_a_step_that_sees_the_cancel_before_the_orchestration_does_still_ends_the_run_canceled(
+    runner: Runner, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pid"
+    write_workflow(
+        runner.workspace,
+        "noticed",
+        f"""
+        from slipway.sdk import Workflow, shell
+
+        workflow = Workflow()
+
+        @workflow.step()
+        def build(ctx):
+            shell("echo $$ > {pid_file}; sleep 120")
+
+        @workflow.on_failure
+        def rollback(ctx):
+            print("must not run for a cancel")
+        """,
+    )
+    run_id = start(runner, "noticed")
+    runner.wait(lambda: pid_file.exists() and pid_file.read_text().strip(), "the command to start")
+    # Only the flag, as when the cancel message is still on its way through the queue.
+    RunStore(runner.table_store()).update_run(run_id, lambda row: {**row, "cancel_requested": True})
+    run = finished(runner, run_id)
+    assert run["status"] == "canceled"
+    assert {n: s["status"] for n, s in steps(run).items()} == {"build": "canceled", "rollback": "skipped"}
+    assert not group_alive(int(pid_file.read_text()))
 
 
 def test_editing_a_workflow_during_a_run_changes_only_the_next_run(runner: Runner, tmp_path: Path) -> None:

@@ -135,6 +135,10 @@ def _answer_me(principal: dict[str, object]) -> Callable[[Route], None]:
 
 def test_connect_sync_and_disconnect(page: Page, world: World, console: list[str]) -> None:
     runner, repo = world.runner, world.repo
+    # The runner seeded the example workflow into the empty workspace; this scenario counts
+    # only the files below.
+    (runner.workspace / "workflows" / "hello.py").unlink(missing_ok=True)
+    (runner.workspace / "workflows").rmdir()
     # Manual edits the first sync will meet: one file the repository changes, one it lacks,
     # one it holds byte for byte.
     (runner.workspace / "shared.py").write_text("VALUE = 0  # edited by hand\n")

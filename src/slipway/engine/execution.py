@@ -27,6 +27,12 @@ log = logging.getLogger("slipway.engine.execution")
 
 MAX_OUTPUT_CHARS = 32_000
 _CANCEL_CHECK_SECONDS = 1.0
+_shutting_down = threading.Event()
+
+
+def stop_running_steps() -> None:
+    """The process is stopping: every running ``shell`` command is killed now."""
+    _shutting_down.set()
 
 
 def run_workdir(temp_dir: Path, run_id: str) -> Path:
@@ -90,6 +96,8 @@ class _AttemptRuntime:
         return self._timeout - (time.monotonic() - self._started)
 
     def should_stop(self) -> str | None:
+        if _shutting_down.is_set():
+            return "stopped: Slipway is shutting down"
         remaining = self.remaining_seconds()
         if remaining is not None and remaining <= 0:
             return f"stopped: the step's timeout of {self._timeout:g} s passed"
@@ -276,7 +284,7 @@ class StepExecutor:
             return row
 
         self._runs.update_step(run_id, name, end)
-        return {"ok": ok, "error": error}
+        return {"ok": ok, "error": error, "canceled": canceled}
 
     def _refuse(self, run_id: str, name: str, attempt: int, error: str) -> dict[str, Any]:
         self._writer.line(run_id, name, "system", f"✘ {error}")

@@ -140,12 +140,20 @@ class WorkflowLoader:
                 sys.modules.pop(_module_name(evicted.name, evicted.version), None)
         return loaded
 
+    def _relative(self, file: str) -> str:
+        """A workspace file as users name it (``workflows/x.py``); others as they are."""
+        workspace = str(self._folder.parent)
+        if file.startswith(workspace + os.sep):
+            return file[len(workspace) + 1 :]
+        return file
+
     def _execute(self, name: str, version: str, source: bytes) -> LoadedWorkflow:
         path = self.path_of(name)
         filename = str(path)
 
         def failed(message: str, file: str = filename, line: int = 1) -> LoadedWorkflow:
-            return LoadedWorkflow(name, path, version, source, None, LoadError(message, file, line))
+            error = LoadError(message, self._relative(file), line)
+            return LoadedWorkflow(name, path, version, source, None, error)
 
         if len(source) > MAX_SOURCE_BYTES:
             return failed(f"the file is larger than {MAX_SOURCE_BYTES // 1024} KB")

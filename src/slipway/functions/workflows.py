@@ -33,6 +33,9 @@ STEP_ACTIVITY = "workflow_step"
 RECORD_ACTIVITY = "workflow_record"
 FINISH_ACTIVITY = "workflow_finish"
 CANCEL_EVENT = "cancel"
+# How long a canceled run waits for its running steps to stop (commands are killed within
+# about 4 s: the cancel flag is read every second, then SIGTERM, then SIGKILL after 3 s).
+CANCEL_GRACE_SECONDS = 10
 # Every minute: runs whose orchestration vanished (a local runner restarted) or ignored a cancel.
 REAPER_SCHEDULE = "30 * * * * *"
 # Storage hiccups in the bookkeeping activities are retried; a step's own retries are the
@@ -187,10 +190,7 @@ def _walk(
         context.set_custom_status(_progress(walk))
         winner = yield context.task_any([cancel, *pending])
         if winner is cancel:
-            for task, (_, kind) in pending.items():
-                if kind != "attempt" and not task.is_completed:
-                    task.cancel()
-            return "canceled"
+            return (yield from _stop(context, pending))
         name, kind = pending.pop(winner)
         delay: float | None = None
         if kind == "backoff":
@@ -207,6 +207,9 @@ def _walk(
             if isinstance(result, dict) and result.get("ok"):
                 walk.succeeded(name)
                 continue
+            if isinstance(result, dict) and result.get("canceled"):
+                # The step saw the cancel before the orchestration's event arrived.
+                return (yield from _stop(context, pending))
             error = result.get("error") if isinstance(result, dict) else _reason(result)
             delay = walk.attempt_failed(name, str(error))
         else:  # the attempt's timeout fired first; its late result will be ignored
@@ -223,6 +226,23 @@ def _walk(
         if delay is not None:
             timer = context.create_timer(context.current_utc_datetime + timedelta(seconds=delay))
             pending[timer] = (name, "backoff")
+
+
+def _stop(
+    context: df.DurableOrchestrationContext, pending: dict[Any, tuple[str, str]]
+) -> Generator[Any, Any, str]:
+    """End a canceled walk: timers are dropped, and running attempts get a short grace to see
+    the cancel flag, kill their commands and write their last log lines before the run ends."""
+    attempts = [task for task, (_, kind) in pending.items() if kind == "attempt" and not task.is_completed]
+    for task, (_, kind) in pending.items():
+        if kind != "attempt" and not task.is_completed:
+            task.cancel()
+    if attempts:
+        grace = context.create_timer(context.current_utc_datetime + timedelta(seconds=CANCEL_GRACE_SECONDS))
+        ended = yield context.task_any([context.task_all(attempts), grace])
+        if ended is not grace:
+            grace.cancel()
+    return "canceled"
 
 
 def _progress(walk: PlanWalk) -> dict[str, Any]:

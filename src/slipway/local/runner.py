@@ -28,6 +28,7 @@ import uvicorn
 
 from slipway.bootstrap import build_services
 from slipway.config import SettingsError, load_settings
+from slipway.engine.execution import stop_running_steps
 from slipway.functions.catalog import indexed_functions
 from slipway.functions.http import ASGI_FUNCTION
 from slipway.local.azurite import Azurite, AzuriteError, find_azurite, free_port
@@ -190,6 +191,8 @@ async def _serve(
         if not stop.is_set():
             log.info("stopping")
         stop.set()
+        # Running workflow commands would otherwise hold the shutdown until they end.
+        stop_running_steps()
         http_server.should_exit = True
         rpc_server.should_exit = True
 
