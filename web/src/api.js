@@ -157,3 +157,42 @@ export async function syncGithub() {
 export async function getGithubSyncs(limit = 50) {
   return jsonOf(await request("GET", `/api/github/syncs?limit=${encodeURIComponent(limit)}`));
 }
+
+// --- workflows and runs -------------------------------------------------------------------------
+
+const segment = (value) => encodeURIComponent(String(value));
+
+/** Every workflow file with its parameters and steps, or its load error (`error: {message, file, line}`). */
+export async function getWorkflows() {
+  return jsonOf(await request("GET", "/api/workflows"));
+}
+
+/** Start a run (202 `{"run", "status_url"}`); a 422 is `params_invalid` or `workflow_load_failed`. */
+export async function startRun(workflow, params) {
+  return jsonOf(await request("POST", `/api/workflows/${segment(workflow)}/runs`, { json: { params } }));
+}
+
+/** The run history, newest first: of one workflow, or of all of them. */
+export async function getRuns({ workflow, limit = 50 } = {}) {
+  const query = new URLSearchParams({ limit: String(limit) });
+  if (workflow) query.set("workflow", workflow);
+  return jsonOf(await request("GET", `/api/runs?${query}`));
+}
+
+/** A run with its steps. */
+export async function getRun(id) {
+  return jsonOf(await request("GET", `/api/runs/${segment(id)}`));
+}
+
+/** Ask a run to stop (202 with the run; 409 `run_finished` when it already ended). */
+export async function cancelRun(id) {
+  return jsonOf(await request("POST", `/api/runs/${segment(id)}/cancel`));
+}
+
+/** The address of a run's log; with `Accept: text/event-stream` (EventSource) a live stream. */
+export const runLogsUrl = (id, after = 0) => `/api/runs/${segment(id)}/logs?after=${encodeURIComponent(after)}`;
+
+/** Log lines after `after`: `{"lines", "next", "status", "complete"}`. */
+export async function getRunLogs(id, after = 0) {
+  return jsonOf(await request("GET", runLogsUrl(id, after), { headers: { Accept: "application/json" } }));
+}

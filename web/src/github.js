@@ -5,6 +5,7 @@
 // field for those two requests and kept nowhere else: not in storage, not in the console.
 import * as api from "./api.js";
 import { holdDialogOpen, paragraphs, sentence, showDialog } from "./dialogs.js";
+import { absoluteTime, formatDuration, h, parseTime, plural, relativeTime, time } from "./dom.js";
 import { icon } from "./icons.js";
 import { formatBytes } from "./paths.js";
 import { showError, toast } from "./toasts.js";
@@ -14,63 +15,8 @@ const POLL_MS = 15000;
 
 // --- small helpers --------------------------------------------------------------------------
 
-/** An element with properties (`className`, `hidden`, `dataset`…), attributes ("aria-*") and children. */
-function h(tag, props = {}, ...children) {
-  const element = document.createElement(tag);
-  for (const [key, value] of Object.entries(props || {})) {
-    if (value == null || value === false) continue;
-    if (key === "dataset") Object.assign(element.dataset, value);
-    else if (key.includes("-") || key === "role" || key === "for") element.setAttribute(key, value === true ? "" : value);
-    else element[key] = value;
-  }
-  for (const child of children.flat()) {
-    if (child == null || child === false) continue;
-    element.append(child instanceof Node ? child : String(child));
-  }
-  return element;
-}
-
-const plural = (n, word, many = `${word}s`) => `${n} ${n === 1 ? word : many}`;
-
 /** A short commit id for display; the whole one goes in the title. */
 export const shortSha = (sha) => (sha ? String(sha).slice(0, 7) : "");
-
-/** Parse the API's timestamps (.NET-style 7-digit fractions included) to a Date, or null. */
-export function parseTime(value) {
-  if (!value) return null;
-  const normalized = String(value).replace(/(\.\d{3})\d+/, "$1");
-  const date = new Date(normalized);
-  return Number.isNaN(date.getTime()) ? null : date;
-}
-
-export function relativeTime(value, now = Date.now()) {
-  const date = parseTime(value);
-  if (!date) return value ? String(value) : "";
-  const seconds = Math.round((now - date.getTime()) / 1000);
-  const future = seconds < 0;
-  const s = Math.abs(seconds);
-  let text;
-  if (s < 45) return future ? "in a moment" : "just now";
-  if (s < 90) text = "1 min";
-  else if (s < 3600) text = `${Math.round(s / 60)} min`;
-  else if (s < 86400) text = plural(Math.round(s / 3600), "hour");
-  else if (s < 86400 * 30) text = plural(Math.round(s / 86400), "day");
-  else return date.toLocaleDateString();
-  return future ? `in ${text}` : `${text} ago`;
-}
-
-const absoluteTime = (value) => parseTime(value)?.toLocaleString() ?? (value ? String(value) : "");
-
-function time(value) {
-  return h("time", { dateTime: value || "", title: absoluteTime(value) }, relativeTime(value));
-}
-
-function formatDuration(ms) {
-  if (ms == null) return "";
-  if (ms < 1000) return `${ms} ms`;
-  if (ms < 60000) return `${(ms / 1000).toFixed(ms < 10000 ? 1 : 0)} s`;
-  return `${Math.floor(ms / 60000)} min ${Math.round((ms % 60000) / 1000)} s`;
-}
 
 // What each refusal of the GitHub routes means for the person at the dialog. The server's own
 // message follows, since it names the repository, branch or permission involved.

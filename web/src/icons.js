@@ -14,6 +14,10 @@ const paths = {
   save: '<path d="M2.5 2.5h9l2 2v9h-11z" fill="none" stroke="currentColor" stroke-linejoin="round"/><path d="M5 2.5v3.5h5v-3.5M5 13.5v-4h6v4" fill="none" stroke="currentColor"/>',
   binary: '<path d="M4 1.5h5l3.5 3.5v9.5h-8.5z" fill="none" stroke="currentColor"/><path d="M6 7.5v4M10 7.5v4M7.5 7.5h1v4h-1z" fill="none" stroke="currentColor" stroke-width=".8"/>',
   lock: '<rect x="3" y="7" width="10" height="7" rx="1" fill="none" stroke="currentColor"/><path d="M5 7V5a3 3 0 016 0v2" fill="none" stroke="currentColor"/>',
+  play: '<path d="M4.5 2.5v11l9-5.5z" fill="currentColor" fill-opacity=".18" stroke="currentColor" stroke-linejoin="round"/>',
+  stop: '<rect x="3.5" y="3.5" width="9" height="9" rx="1" fill="currentColor" fill-opacity=".18" stroke="currentColor"/>',
+  back: '<path d="M10 3L5 8l5 5" fill="none" stroke="currentColor" stroke-width="1.5" stroke-linecap="round" stroke-linejoin="round"/>',
+  workflow: '<circle cx="3.5" cy="8" r="2" fill="none" stroke="currentColor"/><circle cx="12.5" cy="3.5" r="2" fill="none" stroke="currentColor"/><circle cx="12.5" cy="12.5" r="2" fill="none" stroke="currentColor"/><path d="M5.3 7l5.4-2.6M5.3 9l5.4 2.6" stroke="currentColor"/>',
   close: '<path d="M4 4l8 8M12 4l-8 8" stroke="currentColor" stroke-width="1.4" stroke-linecap="round"/>',
 };
 

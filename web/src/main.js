@@ -754,10 +754,75 @@ function loadGithubView() {
   return githubLoading;
 }
 
+// The Workflows view (workflows, run form, run pages) is loaded when first opened, too.
+let workflows = null;
+let workflowsLoading = null;
+
+function loadWorkflowsView() {
+  workflowsLoading ||= import("./workflows.js")
+    .then((module) => {
+      workflows = module.createWorkflowsView({ canRun: hasEditorRole, openFile: openInEditor });
+      return workflows;
+    })
+    .catch((error) => {
+      workflowsLoading = null;
+      throw new Error(`The Workflows view could not be loaded (${error.message}); reload the page.`);
+    });
+  return workflowsLoading;
+}
+
+async function openInEditor(path) {
+  leaveRoute();
+  showView("editor");
+  await loadTree();
+  if (!treeView.model.get(path)) {
+    toast(`${path} is not in the workspace any more.`, { kind: "error" });
+    return;
+  }
+  treeView.reveal(path);
+  await openFile(path);
+}
+
+// Only the Workflows view has addresses (#/workflows/NAME, #/runs/ID), so its pages can be
+// linked and survive a reload; the other views are reached through their tabs.
+const WORKFLOWS_ROUTE = /^#\/(workflows|runs)(\/|$)/;
+
+let routed = null; // the hash last shown: popstate and hashchange both announce a navigation
+
+function route() {
+  if (WORKFLOWS_ROUTE.test(location.hash)) {
+    if (routed === location.hash && !$("view-workflows").hidden) return;
+    routed = location.hash;
+    showView("workflows");
+  } else {
+    routed = null;
+    if (!$("view-workflows").hidden) showView("editor");
+  }
+}
+
+function navigate(hash) {
+  if (location.hash === hash) route();
+  else location.hash = hash; // hashchange routes
+}
+
+/** Leaving the Workflows view: drop its address, so a reload does not bring it back. */
+function leaveRoute() {
+  if (location.hash) history.pushState(null, "", location.pathname + location.search);
+}
+
 function showView(name) {
-  for (const view of ["editor", "github", "health"]) {
+  for (const view of ["editor", "workflows", "github", "health"]) {
     $(`view-${view}`).hidden = view !== name;
     $(`tab-${view}`).setAttribute("aria-selected", String(view === name));
+  }
+  if (name === "workflows") {
+    const hash = location.hash;
+    loadWorkflowsView().then(
+      (view) => view.setVisible(!$("view-workflows").hidden, location.hash || hash),
+      (error) => showError(error, "Workflows"),
+    );
+  } else {
+    workflows?.setVisible(false);
   }
   if (name === "github") {
     loadGithubView().then(
@@ -770,9 +835,18 @@ function showView(name) {
   if (name === "health") health.refresh();
 }
 
-$("tab-editor").addEventListener("click", () => showView("editor"));
-$("tab-github").addEventListener("click", () => showView("github"));
-$("tab-health").addEventListener("click", () => showView("health"));
+for (const name of ["editor", "github", "health"]) {
+  $(`tab-${name}`).addEventListener("click", () => {
+    leaveRoute();
+    showView(name);
+  });
+}
+$("tab-workflows").addEventListener("click", () => {
+  routed = null; // opening the tab reads the workflows again, even when it is open
+  navigate(workflows ? workflows.lastHash() : "#/workflows");
+});
+window.addEventListener("hashchange", route);
+window.addEventListener("popstate", route);
 
 function setupSplitter() {
   const workbench = $("workbench");
@@ -849,9 +923,11 @@ async function start() {
       showError(error, "Could not read who you are (/api/me)");
     },
   );
+  if (WORKFLOWS_ROUTE.test(location.hash)) route(); // a link to a run or a workflow
   await Promise.all([me, loadTree()]);
   applyPermissions();
   github?.render(); // the actions depend on the roles just read
+  workflows?.render();
   updateSelectionButtons();
   // Fetch the editor while the user looks at the tree, so the first file opens at once.
   const idle = window.requestIdleCallback || ((fn) => setTimeout(fn, 200));

@@ -1,0 +1,315 @@
+"""Debugging workflows: a debugger attached to `slipway dev` stops at a breakpoint in a step.
+
+The test speaks the Debug Adapter Protocol (DAP) to debugpy in the runner, as VS Code does
+when it attaches: initialize, attach, setBreakpoints on the workflow file, configurationDone,
+then a run is started through the API, the step stops at the breakpoint, the stack, scopes and
+variables are read, execution continues and the run succeeds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from runner_process import Runner, start_runner
+
+from slipway.config import DebugSettings, load_settings
+from slipway.debugging import start_debugging
+from slipway.local.azurite import free_port
+
+# The step body's known line: `marker = ...` is line 9 of the file below (1-based).
+WORKFLOW = """\
+from slipway.sdk import Workflow
+
+workflow = Workflow(description="stops at a breakpoint")
+
+
+@workflow.step()
+def probe(ctx):
+    greeting = "hello " + ctx.params.get("who", "debugger")
+    marker = len(greeting)
+    return {"greeting": greeting, "marker": marker}
+"""
+BREAK_LINE = 9
+TIMEOUT = 20.0
+
+
+class DapError(AssertionError):
+    pass
+
+
+class DapClient:
+    """A minimal DAP client: requests wait for their response; events are queued in order."""
+
+    def __init__(self, host: str, port: int, timeout: float = TIMEOUT) -> None:
+        self._sock = socket.create_connection((host, port), timeout=timeout)
+        self._sock.settimeout(None)
+        self._timeout = timeout
+        self._seq = 0
+        self._seq_lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._responses: dict[int, queue.Queue[dict[str, Any]]] = {}
+        self._responses_lock = threading.Lock()
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.seen_events: list[dict[str, Any]] = []
+        self._closed = threading.Event()
+        self._reader = threading.Thread(target=self._read_loop, name="dap-reader", daemon=True)
+        self._reader.start()
+
+    # ------------------------------------------------------------------ wire
+
+    def _send(self, message: dict[str, Any]) -> None:
+        body = json.dumps(message).encode("utf-8")
+        with self._send_lock:
+            self._sock.sendall(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+    def _read_message(self, stream: Any) -> dict[str, Any] | None:
+        length = None
+        while True:
+            line = stream.readline()
+            if not line:
+                return None
+            line = line.strip()
+            if not line:
+                break
+            name, _, value = line.decode("ascii").partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value.strip())
+        if length is None:
+            raise DapError("a DAP message without Content-Length")
+        body = stream.read(length)
+        if len(body) < length:
+            return None
+        return json.loads(body)
+
+    def _read_loop(self) -> None:
+        stream = self._sock.makefile("rb")
+        try:
+            while True:
+                message = self._read_message(stream)
+                if message is None:
+                    break
+                kind = message.get("type")
+                if kind == "response":
+                    with self._responses_lock:
+                        waiting = self._responses.get(message["request_seq"])
+                    if waiting is not None:
+                        waiting.put(message)
+                elif kind == "event":
+                    self.seen_events.append(message)
+                    self.events.put(message)
+                elif kind == "request":
+                    # Reverse requests (runInTerminal, startDebugging) are not expected on attach.
+                    self._send(
+                        {"seq": self._next_seq(), "type": "response", "request_seq": message["seq"],
+                         "command": message.get("command"), "success": False, "message": "not supported"}
+                    )  # fmt: skip
+        except (OSError, ValueError):
+            pass
+        finally:
+            self._closed.set()
+
+    def _next_seq(self) -> int:
+        with self._seq_lock:
+            self._seq += 1
+            return self._seq
+
+    # ------------------------------------------------------------------ API
+
+    def send_request(
+        self, command: str, arguments: dict[str, Any] | None = None
+    ) -> queue.Queue[dict[str, Any]]:
+        """Send a request; the queue receives its response (for requests answered late)."""
+        seq = self._next_seq()
+        answer: queue.Queue[dict[str, Any]] = queue.Queue()
+        with self._responses_lock:
+            self._responses[seq] = answer
+        message: dict[str, Any] = {"seq": seq, "type": "request", "command": command}
+        if arguments is not None:
+            message["arguments"] = arguments
+        self._send(message)
+        return answer
+
+    def response(self, answer: queue.Queue[dict[str, Any]], command: str) -> dict[str, Any]:
+        try:
+            response = answer.get(timeout=self._timeout)
+        except queue.Empty:
+            raise DapError(f"no response to {command!r} within {self._timeout} s") from None
+        if not response.get("success"):
+            raise DapError(f"{command!r} failed: {response.get('message')} {response.get('body')}")
+        return response
+
+    def request(self, command: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self.response(self.send_request(command, arguments), command)
+
+    def wait_event(self, name: str, timeout: float | None = None) -> dict[str, Any]:
+        """The next event called ``name``; other events are skipped (they stay in seen_events)."""
+        deadline = time.monotonic() + (timeout or self._timeout)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                names = [e.get("event") for e in self.seen_events]
+                raise DapError(f"no {name!r} event within {timeout or self._timeout} s (events: {names})")
+            try:
+                event = self.events.get(timeout=left)
+            except queue.Empty:
+                continue
+            if event.get("event") == name:
+                return event
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+        self._reader.join(timeout=5)
+
+
+SETTINGS_ENV = {
+    "FUNCTIONS_WORKER_RUNTIME": "python",
+    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+    "SLIPWAY_TASK_HUB": "SlipwayTest",
+    "SLIPWAY_WORKSPACE_DIR": "/tmp/slipway-test-workspace",
+    "SLIPWAY_TEMP_DIR": "/tmp/slipway-test-temp",
+    "SLIPWAY_SECRET_STORE": "file",
+    "SLIPWAY_SECRETS_FILE": "/tmp/slipway-test-secrets.json",
+}
+
+
+@pytest.mark.parametrize("flag", [None, "false"])
+def test_without_enable_debugging_nothing_listens(flag: str | None) -> None:
+    env = {**SETTINGS_ENV, "DEBUG_PORT": "5999"}
+    if flag is not None:
+        env["ENABLE_DEBUGGING"] = flag
+    settings = load_settings(env)
+    assert settings.debugging is None
+    assert start_debugging(settings.debugging) is None
+
+
+def test_enable_debugging_names_where_debugpy_listens() -> None:
+    settings = load_settings({**SETTINGS_ENV, "ENABLE_DEBUGGING": "true", "DEBUG_PORT": "5999"})
+    assert settings.debugging == DebugSettings("127.0.0.1", 5999, False)
+
+
+@pytest.fixture
+def debug_runner(tmp_path: Path) -> Iterator[tuple[Runner, int]]:
+    port = free_port()
+    runner = start_runner(
+        tmp_path,
+        extra_env={
+            "ENABLE_DEBUGGING": "true",
+            "DEBUG_PORT": str(port),
+            "DEBUG_HOST": "127.0.0.1",
+            "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        },
+    )
+    try:
+        yield runner, port
+    finally:
+        runner.stop()
+
+
+def _connect(port: int, runner: Runner) -> DapClient:
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        try:
+            return DapClient("127.0.0.1", port)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"debugpy does not listen on {port}:\n{runner.log.read_text()}"
+                ) from None
+            time.sleep(0.1)
+
+
+def test_a_breakpoint_in_a_workflow_step_stops_the_run_and_shows_its_frame(
+    debug_runner: tuple[Runner, int],
+) -> None:
+    runner, port = debug_runner
+    assert f"debug_port={port}" in runner.log.read_text(), runner.log.read_text()
+    workflow_file = runner.workspace / "workflows" / "probe.py"
+    workflow_file.parent.mkdir(parents=True, exist_ok=True)
+    workflow_file.write_text(WORKFLOW)
+    assert WORKFLOW.splitlines()[BREAK_LINE - 1].strip().startswith("marker = ")
+    loaded = runner.api("GET", "/api/workflows/probe")
+    assert loaded.status_code == 200, loaded.text
+    assert loaded.json().get("error") in (None, {}), loaded.text
+
+    dap = _connect(port, runner)
+    try:
+        init = dap.request(
+            "initialize",
+            {"clientID": "slipway-test", "adapterID": "python", "pathFormat": "path",
+             "linesStartAt1": True, "columnsStartAt1": True, "supportsVariableType": True},
+        )  # fmt: skip
+        assert init["body"].get("supportsConfigurationDoneRequest"), init
+        # debugpy answers attach only after configurationDone; `initialized` comes first.
+        # stopAllThreadsOnSuspend false: only the step's thread stops; by default debugpy
+        # suspends every thread, the runner's event loop too, and the API stops answering.
+        attached = dap.send_request(
+            "attach", {"justMyCode": False, "subProcess": False, "stopAllThreadsOnSuspend": False}
+        )
+        dap.wait_event("initialized")
+        breakpoints = dap.request(
+            "setBreakpoints",
+            {"source": {"path": str(workflow_file)}, "breakpoints": [{"line": BREAK_LINE}],
+             "lines": [BREAK_LINE], "sourceModified": False},
+        )  # fmt: skip
+        [placed] = breakpoints["body"]["breakpoints"]
+        assert placed.get("line", BREAK_LINE) == BREAK_LINE, placed
+        dap.request("configurationDone")
+        dap.response(attached, "attach")
+
+        started = runner.api("POST", "/api/workflows/probe/runs", json={"params": {}})
+        assert started.status_code == 202, started.text
+        run_id = started.json()["run"]["id"]
+
+        stopped = dap.wait_event("stopped")
+        assert stopped["body"]["reason"] == "breakpoint", stopped
+        thread_id = stopped["body"]["threadId"]
+
+        frames = dap.request("stackTrace", {"threadId": thread_id, "startFrame": 0, "levels": 20})
+        top = frames["body"]["stackFrames"][0]
+        assert Path(top["source"]["path"]).resolve() == workflow_file.resolve(), top
+        assert top["line"] == BREAK_LINE, top
+        assert top["name"] == "probe", top
+
+        scopes = dap.request("scopes", {"frameId": top["id"]})["body"]["scopes"]
+        local_scope = next(s for s in scopes if s["name"].lower().startswith("locals"))
+        variables = dap.request("variables", {"variablesReference": local_scope["variablesReference"]})
+        values = {v["name"]: v["value"] for v in variables["body"]["variables"]}
+        assert values.get("greeting") == "'hello debugger'", values
+        assert "marker" not in values  # stopped before the line ran
+
+        # While the step is held, the run shows as running.
+        held = httpx.get(f"{runner.url}/api/runs/{run_id}", timeout=5).json()
+        assert held["status"] == "running", held
+        assert held["steps"][0]["status"] == "running", held
+
+        dap.request("continue", {"threadId": thread_id})
+        run = runner.wait(
+            lambda: (
+                (r := runner.api("GET", f"/api/runs/{run_id}").json())["status"]
+                in ("succeeded", "failed", "canceled")
+                and r
+            ),
+            "the run to end after continue",
+            timeout=TIMEOUT,
+        )
+        assert run["status"] == "succeeded", run
+        [step] = run["steps"]
+        assert step["output"] == {"greeting": "hello debugger", "marker": len("hello debugger")}
+
+        # Detach without stopping the runner: the app keeps serving.
+        dap.request("disconnect", {"restart": False, "terminateDebuggee": False})
+    finally:
+        dap.close()
+    assert runner.api("GET", "/api/health").status_code == 200
