@@ -117,11 +117,13 @@ class TableStore:
         for entity in pages:
             yield dict(entity)
 
-    def transact(self, table: str, operations: list[tuple[str, Mapping[str, Any], dict[str, Any]]]) -> bool:
-        """Apply ``operations`` (one partition, at most 100) all or none.
+    def transact(
+        self, table: str, operations: list[tuple[str, Mapping[str, Any], dict[str, Any]]]
+    ) -> list[str] | None:
+        """Apply ``operations`` (one partition, at most 100) all or none; the new ETags, in order.
 
         Each is ``(verb, entity, options)`` with verb ``create``, ``upsert`` or ``replace``;
-        ``replace`` options may carry ``etag``. False when a condition failed (a row existed
+        ``replace`` options may carry ``etag``. None when a condition failed (a row existed
         for ``create``, or changed since its ETag was read): nothing was written.
         """
         batch: list[Any] = []
@@ -142,9 +144,9 @@ class TableStore:
             else:
                 raise ValueError(f"unknown table operation {verb!r}")
         try:
-            self._table(table).submit_transaction(batch)
+            results = self._table(table).submit_transaction(batch)
         except TableTransactionError as exc:
             if exc.status_code in (409, 412):
-                return False
+                return None
             raise
-        return True
+        return [str(result.get("etag", "")) for result in results]

@@ -51,6 +51,11 @@ class CancelWatch:
         self._lock = threading.Lock()
         self._checked: dict[str, tuple[float, bool]] = {}
 
+    def seed(self, run_id: str, row: Mapping[str, Any]) -> None:
+        """A run row just read: its flag counts as a fresh check."""
+        with self._lock:
+            self._checked[run_id] = (time.monotonic(), bool(row.get("cancel_requested")))
+
     def canceled(self, run_id: str) -> bool:
         now = time.monotonic()
         with self._lock:
@@ -167,6 +172,7 @@ class StepExecutor:
         run_id, name, attempt = str(request["run_id"]), str(request["step"]), int(request["attempt"])
         failure = request.get("failure")
         run = self._runs.get_run(run_id)
+        self._cancels.seed(run_id, run)
         loaded = self._loader.load_version(run["workflow"], run["version"])
         if loaded is None or loaded.workflow is None:
             return self._refuse(

@@ -70,6 +70,7 @@ class WorkflowLoader:
         self._folder = workspace_dir / WORKFLOWS_FOLDER
         self._versions = versions
         self._cache: OrderedDict[tuple[str, str], LoadedWorkflow] = OrderedDict()
+        self._pinned: set[str] = set()
         self._lock = threading.Lock()
 
     @property
@@ -111,7 +112,11 @@ class WorkflowLoader:
 
     def pin(self, loaded: LoadedWorkflow) -> None:
         """Keep the source of ``loaded`` so runs of this version can load it later, anywhere."""
+        if loaded.version in self._pinned:
+            return
         self._versions.put_if_absent(VERSIONS_CONTAINER, f"{loaded.version}.py", loaded.source)
+        with self._lock:
+            self._pinned.add(loaded.version)
 
     def load_version(self, name: str, version: str) -> LoadedWorkflow | None:
         """The pinned version, or None when its source was never kept."""

@@ -52,14 +52,20 @@ class RunLogStore:
     def __init__(self, tables: TableStore, *, limit_bytes: int) -> None:
         self._tables = tables
         self.limit_bytes = limit_bytes
+        # The counter row as this process last wrote it: the next batch tries it without a
+        # read, and reads only when another writer moved it (the ETag no longer matches).
+        self._counters: dict[str, tuple[dict[str, Any], str]] = {}
+        self._counters_lock = threading.Lock()
 
     def append(self, run_id: str, lines: list[LogLine]) -> None:
         for start in range(0, len(lines), _BATCH):
             self._append_batch(run_id, lines[start : start + _BATCH])
 
     def _append_batch(self, run_id: str, lines: list[LogLine]) -> None:
-        for _ in range(50):
-            found = self._tables.get_entity_etag(RUN_LOGS_TABLE, run_id, _COUNTER)
+        for attempt in range(50):
+            with self._counters_lock:
+                known = self._counters.pop(run_id, None) if attempt == 0 else None
+            found = known or self._tables.get_entity_etag(RUN_LOGS_TABLE, run_id, _COUNTER)
             counter, etag = found if found is not None else ({}, None)
             seq = int(counter.get("next", 1))
             used = int(counter.get("bytes", 0))
@@ -96,7 +102,14 @@ class RunLogStore:
                 0,
                 ("replace", counter_row, {"etag": etag}) if etag is not None else ("create", counter_row, {}),
             )
-            if self._tables.transact(RUN_LOGS_TABLE, operations):
+            etags = self._tables.transact(RUN_LOGS_TABLE, operations)
+            if etags is not None:
+                if not etags[0]:
+                    return
+                with self._counters_lock:
+                    if len(self._counters) > 1000:
+                        self._counters.clear()
+                    self._counters[run_id] = (counter_row, etags[0])
                 return
         raise RuntimeError(f"could not append to the log of run {run_id}: too much contention")
 

@@ -159,7 +159,7 @@ class RunStore:
         ]
         for start in range(0, len(rows), 100):
             chunk = rows[start : start + 100]
-            if not self._tables.transact(RUN_STEPS_TABLE, [("create", row, {}) for row in chunk]):
+            if self._tables.transact(RUN_STEPS_TABLE, [("create", row, {}) for row in chunk]) is None:
                 for row in chunk:
                     self._tables.create_entity(RUN_STEPS_TABLE, row)
 
@@ -171,6 +171,8 @@ class RunStore:
 
     def outputs(self, run_id: str, names: Iterable[str]) -> dict[str, Any]:
         wanted = set(names)
+        if not wanted:
+            return {}
         return {
             row["RowKey"]: json.loads(row["output"])
             for row in self.list_steps(run_id)

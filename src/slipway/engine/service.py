@@ -315,7 +315,11 @@ class WorkflowService:
         run_id, status = request["run_id"], request["status"]
         error = (request.get("error") or None) and str(request["error"])[:MAX_ERROR_CHARS]
         finished = now_iso()
+        recorded = {row["RowKey"]: row.get("status") for row in self.runs.list_steps(run_id)}
         for name, (step_status, _attempt) in request.get("steps", {}).items():
+            if recorded.get(name) == step_status:
+                continue
+
             # The orchestrator's view is the run's truth: a timed-out attempt that finished late
             # stays timed out.
             def settle(row: dict[str, Any], step_status: str = step_status) -> dict[str, Any] | None:
