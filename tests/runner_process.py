@@ -61,6 +61,13 @@ class Runner:
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what}:\n{self.log.read_text()}")
 
+    def remove_example(self) -> None:
+        """Take away the example workflow the runner seeds into an empty workspace, for tests
+        that count the workspace's files."""
+        (self.workspace / "workflows" / "hello.py").unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            (self.workspace / "workflows").rmdir()
+
     def api(self, method: str, path: str, **kwargs: object) -> httpx.Response:
         return httpx.request(method, self.url + path, timeout=30, **kwargs)  # type: ignore[arg-type]
 

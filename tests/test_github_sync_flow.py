@@ -86,6 +86,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 "SLIPWAY_PUBLIC_BASE_URL": PUBLIC,
             },
         )
+        # The repository brings its own workflows/hello.py; the seeded example would be a manual edit.
+        runner.remove_example()
         try:
             yield World(runner, github, repo, FileSecretStore(root / "data" / "secrets.json"))
         finally:

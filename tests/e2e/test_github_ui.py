@@ -137,8 +137,7 @@ def test_connect_sync_and_disconnect(page: Page, world: World, console: list[str
     runner, repo = world.runner, world.repo
     # The runner seeded the example workflow into the empty workspace; this scenario counts
     # only the files below.
-    (runner.workspace / "workflows" / "hello.py").unlink(missing_ok=True)
-    (runner.workspace / "workflows").rmdir()
+    runner.remove_example()
     # Manual edits the first sync will meet: one file the repository changes, one it lacks,
     # one it holds byte for byte.
     (runner.workspace / "shared.py").write_text("VALUE = 0  # edited by hand\n")
