@@ -314,3 +314,67 @@ def test_unknown_runs_and_workflows_answer_404(runner: Runner) -> None:
     assert runner.api("GET", "/api/runs/not-a-run").json()["error"]["code"] == "run_not_found"
     assert runner.api("POST", "/api/workflows/missing/runs", json={}).status_code == 404
     assert os.environ.get("CI", "") in ("", "true")
+
+
+def test_a_dag_with_fan_out_retries_and_on_failure_runs_through_the_queue(runner: Runner) -> None:
+    write_workflow(
+        runner.workspace,
+        "pipeline",
+        """
+        from slipway.sdk import Param, Workflow, shell
+
+        workflow = Workflow(params={"break_it": Param(bool, default=False)})
+
+        @workflow.step()
+        def source(ctx):
+            return {"files": ["a.txt", "b.txt", "c.txt"]}
+
+        @workflow.step(after=[source])
+        def count(ctx, source):
+            return len(source["files"])
+
+        @workflow.step(after=[source])
+        def listing(ctx, source):
+            return shell("printf '%s\\\\n' " + " ".join(source["files"])).stdout.split()
+
+        @workflow.step(after=[count, listing], retries=3, retry_delay=0.2)
+        def flaky_upload(ctx, count, listing):
+            if ctx.attempt < 3:
+                raise ConnectionError(f"upload attempt {ctx.attempt} dropped")
+            if ctx.params["break_it"]:
+                raise RuntimeError("the target refused the upload")
+            return f"uploaded {count}: {','.join(listing)}"
+
+        @workflow.step(after=[flaky_upload])
+        def announce(ctx, flaky_upload):
+            print(flaky_upload)
+
+        @workflow.on_failure
+        def undo(ctx):
+            print(f"undoing after {ctx.failure['step']}")
+        """,
+    )
+    good = finished(runner, start(runner, "pipeline"))
+    assert good["status"] == "succeeded"
+    rows = steps(good)
+    assert {n: (s["status"], s["attempt"]) for n, s in rows.items()} == {
+        "source": ("succeeded", 1),
+        "count": ("succeeded", 1),
+        "listing": ("succeeded", 1),
+        "flaky_upload": ("succeeded", 3),
+        "announce": ("succeeded", 1),
+        "undo": ("skipped", 0),
+    }
+    assert rows["flaky_upload"]["output"] == "uploaded 3: a.txt,b.txt,c.txt"
+    assert rows["flaky_upload"]["attempts"] == 4
+    text = [line["text"] for line in log_lines(runner, good["id"])]
+    assert "uploaded 3: a.txt,b.txt,c.txt" in text
+    assert sum("upload attempt" in line and "dropped" in line for line in text) >= 2
+
+    bad = finished(runner, start(runner, "pipeline", {"break_it": True}))
+    assert bad["status"] == "failed"
+    assert bad["error"] == "step flaky_upload failed: RuntimeError: the target refused the upload"
+    rows = steps(bad)
+    assert (rows["flaky_upload"]["status"], rows["flaky_upload"]["attempt"]) == ("failed", 4)
+    assert (rows["announce"]["status"], rows["undo"]["status"]) == ("skipped", "succeeded")
+    assert "undoing after flaky_upload" in [line["text"] for line in log_lines(runner, bad["id"])]
