@@ -76,6 +76,22 @@ def _sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def _init(args: argparse.Namespace) -> int:
+    from slipway.scaffold import InitRefused, init_repository
+
+    try:
+        result = init_repository(args.folder, force=args.force, keep_existing=args.keep_existing)
+    except InitRefused as exc:
+        print(f"slipway init: {exc}", file=sys.stderr)
+        return 1
+    for name in result.written:
+        print(f"wrote {args.folder / name}")
+    for name in result.kept:
+        print(f"kept  {args.folder / name}")
+    print(f"next: cd {args.folder} && docker compose up, then open http://localhost:7071")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="slipway", description=__doc__)
     commands = parser.add_subparsers(dest="name", required=True)
@@ -121,7 +137,19 @@ def main(argv: list[str] | None = None) -> int:
         help="environment variable holding the access token (default GITHUB_TOKEN); never pass a token as an argument",
     )
 
+    init = commands.add_parser(
+        "init", help="make a folder a workflow repository: docker-compose.yml, VS Code attach, an example"
+    )
+    init.add_argument("folder", type=Path, help="the repository's folder (created if missing)")
+    existing = init.add_mutually_exclusive_group()
+    existing.add_argument("--force", action="store_true", help="overwrite files that exist")
+    existing.add_argument(
+        "--keep-existing", action="store_true", help="write only the files that are missing"
+    )
+
     args = parser.parse_args(argv)
+    if args.name == "init":
+        return _init(args)
     if args.name == "with-azurite":
         return _with_azurite(args)
     if args.name == "sync":

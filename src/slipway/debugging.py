@@ -27,7 +27,17 @@ def start_debugging(settings: DebugSettings | None) -> tuple[str, int] | None:
         if _listening is None:
             import debugpy  # imported only when asked for: it patches threading on import
 
-            host, port = debugpy.listen((settings.host, settings.port))
+            try:
+                host, port = debugpy.listen((settings.host, settings.port))
+            except (OSError, RuntimeError) as exc:
+                # A second worker process, or another program on the port: run without a
+                # debugger rather than not at all.
+                log.error(
+                    "debugpy could not listen; starting without a debugger: %s",
+                    exc,
+                    extra={"debug_host": settings.host, "debug_port": settings.port},
+                )
+                return None
             _listening = (host, port)
             log.warning(
                 "debugpy is listening: attach a debugger",

@@ -1,0 +1,68 @@
+# syntax=docker/dockerfile:1
+# Slipway's container image: the Azure Functions Python host with Slipway installed, git and
+# Node.js for workflow and deploy builds, and the built web UI. The same image runs in Azure
+# (Function App, DOCKER|<image>), under docker-compose.dev.yml and docker-compose.prod.yml.
+
+ARG NODE_IMAGE=node:20.19-bookworm-slim
+ARG FUNCTIONS_IMAGE=mcr.microsoft.com/azure-functions/python:4-python3.11
+
+# --- the web UI: only web/dist reaches the final image ---------------------------------------
+FROM ${NODE_IMAGE} AS web
+WORKDIR /web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+COPY web/ ./
+RUN npm run build
+
+# --- Node.js for the deploy pipeline's builds (npm, npx; yarn/pnpm through corepack) ----------
+FROM ${NODE_IMAGE} AS node
+
+# --- the Functions host with Slipway ----------------------------------------------------------
+FROM ${FUNCTIONS_IMAGE}
+
+ENV AzureWebJobsScriptRoot=/home/site/wwwroot \
+    AzureFunctionsJobHost__Logging__Console__IsEnabled=true \
+    FUNCTIONS_WORKER_RUNTIME=python \
+    PYTHON_THREADPOOL_THREAD_COUNT=16 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    SLIPWAY_WORKSPACE_DIR=/workspace \
+    SLIPWAY_TEMP_DIR=/mnt/temp \
+    SLIPWAY_WEB_DIR=/home/site/wwwroot/web/dist \
+    SLIPWAY_GIT_DIR=/var/lib/slipway/git
+
+# git fetches the connected repository and checks out projects to build. Versions are not
+# pinned: the base image's Debian release fixes them, and pinning exact Debian revisions breaks
+# the build as soon as the mirror drops a revision for a security update.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+
+COPY --from=node /usr/local/bin/node /usr/local/bin/node
+COPY --from=node /usr/local/lib/node_modules /usr/local/lib/node_modules
+RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm \
+    && ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx \
+    && ln -s ../lib/node_modules/corepack/dist/corepack.js /usr/local/bin/corepack \
+    && node --version && npm --version
+
+# Dependencies first, from pyproject.toml alone, so a source change does not reinstall them.
+WORKDIR /opt/slipway
+COPY pyproject.toml README.md ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+    && pip install --no-cache-dir -r requirements.txt
+# Installed in place (editable) from /opt/slipway/src: docker-compose.source.yml mounts a
+# developer's src/ there to run an engine change without rebuilding the image (FR-017).
+COPY src/ src/
+RUN pip install --no-cache-dir --no-deps --editable . \
+    && python -c "import slipway, slipway.functions" \
+    && mkdir -p /workspace /mnt/temp /var/lib/slipway/git
+
+COPY function_app.py host.json /home/site/wwwroot/
+COPY --from=web /web/dist /home/site/wwwroot/web/dist
+WORKDIR /home/site/wwwroot
+
+EXPOSE 80
+# Liveness of the host and the app: /api/health answers without touching storage.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:80/api/health', timeout=4)"]
