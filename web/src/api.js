@@ -13,8 +13,94 @@ export class ApiError extends Error {
 
 const FILES = "/api/workspace/files/";
 
-async function request(method, url, { headers = {}, body, json, alsoOk = [] } = {}) {
+// --- signing in --------------------------------------------------------------------------------
+// Behind a Static Web App the platform's sign-in cookie proves who the user is; anywhere else
+// the user may give the deployment's API token. The token is kept in sessionStorage (it dies
+// with the tab, never localStorage) and sent as `Authorization: Bearer` on every request; it
+// never goes into a URL, so nothing that cannot send that header (EventSource, a plain link)
+// is used while a token is in use.
+
+const TOKEN_KEY = "slipway.apiToken";
+
+/** The API token this tab signed in with, or "". */
+export function apiToken() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) || "";
+  } catch {
+    return ""; // storage disabled: no token was kept
+  }
+}
+
+/** True while requests authenticate with an API token (no event streams, no plain links). */
+export const usesToken = () => Boolean(apiToken());
+
+export function forgetToken() {
+  try {
+    sessionStorage.removeItem(TOKEN_KEY);
+  } catch {
+    // nothing was kept
+  }
+}
+
+let unauthorizedHandler = null;
+
+/**
+ * `handler(error, {hadToken})` is called when the API answers 401 to a request sent with the
+ * current credentials (a token that was refused has been forgotten by then). The error is
+ * thrown to the caller as well, marked `signedOut`, so callers need not report it again.
+ */
+export function onUnauthorized(handler) {
+  unauthorizedHandler = handler;
+}
+
+/**
+ * Check `token` with GET /api/me; when accepted, keep it for this tab and resolve to the
+ * principal. A refused token throws the API's 401 (`error.message` says why) and is not kept.
+ */
+export async function signInWithToken(token) {
+  const value = token.trim();
+  if (!value) throw new ApiError(0, "token_missing", "Enter the API token.");
+  if (!/^[\x21-\x7e]+$/.test(value)) {
+    throw new ApiError(0, "token_invalid", "An API token is made of letters, digits and punctuation, without spaces.");
+  }
+  const principal = await jsonOf(await request("GET", "/api/me", { token: value }));
+  try {
+    sessionStorage.setItem(TOKEN_KEY, value);
+  } catch (error) {
+    throw new ApiError(0, "storage", `The token is right, but this tab cannot keep it (${error.message}).`);
+  }
+  return principal;
+}
+
+/**
+ * Whether the page is served by an Azure Static Web App: its `/.auth/me` answers
+ * `{"clientPrincipal": ...}` (null when not signed in); anywhere else it is a 404.
+ */
+export async function staticWebApp() {
+  try {
+    const response = await fetch("/.auth/me", { cache: "no-store", credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (response.status !== 200) return false;
+    const body = await response.json();
+    return Boolean(body && typeof body === "object" && !Array.isArray(body) && "clientPrincipal" in body);
+  } catch {
+    return false;
+  }
+}
+
+export const swaLoginUrl = (returnTo) => `/.auth/login/aad?post_login_redirect_uri=${encodeURIComponent(returnTo)}`;
+export const swaLogoutUrl = "/.auth/logout";
+
+// --- requests ----------------------------------------------------------------------------------
+
+/**
+ * `token`: check this token instead of the kept one; a 401 then is the caller's to report
+ * (the sign-in form), not a sign-out.
+ */
+async function request(method, url, { headers = {}, body, json, alsoOk = [], token } = {}) {
   const init = { method, headers: { ...headers }, cache: "no-store", credentials: "same-origin" };
+  const checking = token !== undefined;
+  const sent = checking ? token : apiToken();
+  if (sent) init.headers.Authorization = `Bearer ${sent}`;
   if (json !== undefined) {
     init.body = JSON.stringify(json);
     init.headers["Content-Type"] = "application/json";
@@ -31,8 +117,21 @@ async function request(method, url, { headers = {}, body, json, alsoOk = [] } = 
       `The server could not be reached (${error.message}). Check the connection; if your sign-in has expired, reload the page.`,
     );
   }
+  if (response.status === 401 && !checking) throw await signedOut(response, sent);
   if (!response.ok && !alsoOk.includes(response.status)) throw await errorOf(response);
   return response;
+}
+
+async function signedOut(response, sent) {
+  const error = await errorOf(response);
+  error.signedOut = true;
+  // Only the credentials still in use are dropped: a request that left before the user signed
+  // in again (or out) says nothing about the new ones.
+  if (sent === apiToken()) {
+    if (sent) forgetToken();
+    unauthorizedHandler?.(error, { hadToken: Boolean(sent) });
+  }
+  return error;
 }
 
 async function errorOf(response) {
@@ -71,6 +170,42 @@ export const fileUrl = (path, { download = false } = {}) =>
   FILES + encodePath(path) + (download ? "?download=true" : "");
 
 export const archiveUrl = "/api/workspace/archive";
+
+/** The file name of a Content-Disposition header (`filename*=UTF-8''…` or `filename="…"`). */
+function dispositionName(header) {
+  if (!header) return "";
+  const extended = /filename\*\s*=\s*(?:UTF-8|utf-8)''([^;]+)/.exec(header);
+  if (extended) {
+    try {
+      return decodeURIComponent(extended[1].trim());
+    } catch {
+      // fall through to the plain name
+    }
+  }
+  const plain = /filename\s*=\s*(?:"([^"]*)"|([^;]+))/.exec(header);
+  return plain ? (plain[1] ?? plain[2]).trim() : "";
+}
+
+/**
+ * Download an API address (a file, the workspace zip) with the request's credentials and save
+ * what it answers: a plain link cannot send the token. Resolves to the saved name.
+ */
+export async function download(url, name = "") {
+  const response = await request("GET", url);
+  const blob = await response.blob();
+  const saveAs = dispositionName(response.headers.get("Content-Disposition")) || name || "download";
+  const href = URL.createObjectURL(blob);
+  const link = document.createElement("a");
+  link.href = href;
+  link.download = saveAs;
+  link.hidden = true;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  // The browser has taken the blob once the click is handled; keep it a while for slow ones.
+  setTimeout(() => URL.revokeObjectURL(href), 60_000);
+  return saveAs;
+}
 
 export async function getTree() {
   return jsonOf(await request("GET", "/api/workspace/tree"));

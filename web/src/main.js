@@ -684,12 +684,7 @@ function showContextMenu(node, event) {
     if (node) items.push(["Rename / move…", renameSelected], ["Delete…", deleteSelected]);
   }
   if (node && node.type === "file") {
-    items.push(["Download", () => {
-      const a = document.createElement("a");
-      a.href = api.fileUrl(node.path, { download: true });
-      a.download = node.name;
-      a.click();
-    }]);
+    items.push(["Download", () => downloadLink(api.fileUrl(node.path, { download: true }), node.name)]);
   }
   if (!items.length) return;
   menu = document.createElement("div");
@@ -790,6 +785,7 @@ const WORKFLOWS_ROUTE = /^#\/(workflows|runs)(\/|$)/;
 let routed = null; // the hash last shown: popstate and hashchange both announce a navigation
 
 function route() {
+  if (!session.signedIn) return; // the sign-in panel is showing: routed when it is done
   if (WORKFLOWS_ROUTE.test(location.hash)) {
     if (routed === location.hash && !$("view-workflows").hidden) return;
     routed = location.hash;
@@ -903,6 +899,188 @@ $("btn-refresh").addEventListener("click", async () => {
 });
 $("btn-archive").href = api.archiveUrl;
 
+// --- downloads ----------------------------------------------------------------------------------
+// Without a token a download is a plain link (the browser streams it to disk). A link cannot
+// send the token, so with one the file is fetched with the header and saved from memory.
+
+async function saveDownload(url, name) {
+  try {
+    await api.download(url, name);
+  } catch (error) {
+    showError(error, `Could not download ${name || "the file"}`);
+  }
+}
+
+function downloadLink(url, name) {
+  if (api.usesToken()) {
+    saveDownload(url, name);
+    return;
+  }
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  a.click();
+}
+
+// Every download link of the page (the workspace zip, a binary file, the backup before
+// connecting GitHub) is an <a download> to the API.
+document.addEventListener("click", (event) => {
+  if (event.defaultPrevented || !api.usesToken()) return;
+  const link = event.target instanceof Element ? event.target.closest("a[download]") : null;
+  if (!link) return;
+  const url = new URL(link.href, location.href);
+  if (url.origin !== location.origin || !url.pathname.startsWith("/api/")) return;
+  event.preventDefault();
+  saveDownload(url.pathname + url.search, link.getAttribute("download") || "");
+});
+
+// --- signing in ---------------------------------------------------------------------------------
+// /api/me answering 401 means no credentials the API accepts: the sign-in panel replaces the
+// app. Behind a Static Web App it offers the platform's Microsoft sign-in; everywhere it takes
+// the deployment's API token. A later 401 (the token revoked or changed, the sign-in expired)
+// brings the panel back; signing in again returns to the app as it was (unsaved text included).
+
+const session = {
+  entered: false, // the app was shown once (its views exist, the editor is loading)
+  signedIn: false, // the app is shown, not the sign-in panel
+  swa: null, // Promise<boolean>: served by a Static Web App
+};
+
+const staticWebApp = () => (session.swa ||= api.staticWebApp());
+const returnTo = () => location.pathname + location.search + location.hash;
+
+function setPrincipal(principal) {
+  state.me = principal;
+  state.meFailed = false;
+  const roles = principal.roles.length ? principal.roles.join(", ") : "no role";
+  $("who").textContent = `${principal.name} · ${roles}`;
+}
+
+/** The header's sign-out: a button with a token, the platform's logout behind a Static Web App. */
+async function renderSignOut() {
+  const button = $("sign-out");
+  const link = $("sign-out-swa");
+  button.hidden = !api.usesToken();
+  link.hidden = true;
+  const provider = state.me?.provider;
+  if (api.usesToken() || !provider || ["development", "token", "functionkey"].includes(provider)) return;
+  link.hidden = !(await staticWebApp()) || api.usesToken();
+}
+
+/** Close the open dialogs as Escape would: their work needs the sign-in that was just lost. */
+function dismissDialogs() {
+  for (const dialog of document.querySelectorAll("dialog[open]")) {
+    dialog.dispatchEvent(new Event("cancel", { cancelable: true }));
+  }
+}
+
+function showSignIn(message) {
+  const wasSignedIn = session.signedIn;
+  session.signedIn = false;
+  closeMenu();
+  // The views stop reading (run page, history and GitHub polls); they start again on return.
+  workflows?.setVisible(false);
+  github?.setVisible(false);
+  // After the 401 has reached the dialog that caused it, so its work has ended.
+  setTimeout(dismissDialogs, 0);
+  $("app").hidden = true;
+  $("signin").hidden = false;
+  const note = $("signin-message");
+  if (message && (wasSignedIn || note.hidden)) {
+    const unsaved = state.doc && state.doc.kind === "text" && state.doc.dirty;
+    note.textContent = unsaved ? `${message} Your unsaved changes to ${state.doc.path} stay in the editor.` : message;
+    note.hidden = false;
+  }
+  $("signin-error").hidden = true;
+  const swa = $("signin-swa");
+  swa.href = api.swaLoginUrl(returnTo());
+  staticWebApp().then((served) => {
+    swa.hidden = !served;
+    $("signin-or").hidden = !served;
+  });
+  $("signin-token").focus();
+}
+
+function unauthorized(error, { hadToken }) {
+  if (hadToken) {
+    showSignIn(`The API token was refused (${error.message}); this tab no longer keeps it. Sign in again.`);
+  } else if (session.entered) {
+    showSignIn(`You are signed out (${error.message}). Sign in again.`);
+  } else {
+    showSignIn(null);
+  }
+}
+
+function currentView() {
+  return ["editor", "workflows", "github", "health"].find((name) => $(`tab-${name}`).getAttribute("aria-selected") === "true") || "editor";
+}
+
+/** Show the app for `principal` (null: /api/me failed otherwise) and (re)load what it shows. */
+async function enter(principal, tree = null) {
+  const returning = session.entered;
+  session.entered = true;
+  session.signedIn = true;
+  $("signin").hidden = true;
+  $("signin-message").hidden = true;
+  $("app").hidden = false;
+  if (principal) setPrincipal(principal);
+  renderSignOut();
+  if (returning) {
+    const view = currentView();
+    routed = null;
+    if (view === "workflows") route();
+    else showView(view);
+  } else if (WORKFLOWS_ROUTE.test(location.hash)) {
+    route(); // a link to a run or a workflow
+  }
+  await (tree || loadTree());
+  if (!session.signedIn) return;
+  applyPermissions();
+  github?.render(); // the actions depend on the roles just read
+  workflows?.render();
+  updateSelectionButtons();
+  if (!returning) {
+    // Fetch the editor while the user looks at the tree, so the first file opens at once.
+    const idle = window.requestIdleCallback || ((fn) => setTimeout(fn, 200));
+    idle(() => ensureEditor().catch((error) => showError(error, "Editor")));
+  }
+}
+
+$("signin-token-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const input = $("signin-token");
+  const submit = $("signin-submit");
+  const problem = $("signin-error");
+  problem.hidden = true;
+  submit.disabled = true;
+  try {
+    const principal = await api.signInWithToken(input.value);
+    input.value = "";
+    await enter(principal);
+  } catch (error) {
+    problem.textContent =
+      error.status === 401
+        ? `The token was refused: ${error.message}.`
+        : error.status === 0
+          ? error.message
+          : `Could not sign in: ${error.message}`;
+    problem.hidden = false;
+    input.focus();
+    input.select();
+  } finally {
+    submit.disabled = false;
+  }
+});
+
+$("signin-swa").addEventListener("click", (event) => {
+  event.currentTarget.href = api.swaLoginUrl(returnTo()); // where the user is now
+});
+
+$("sign-out").addEventListener("click", () => {
+  api.forgetToken();
+  showSignIn("You signed out; this tab no longer keeps the API token.");
+});
+
 // --- start ------------------------------------------------------------------------------------
 
 async function start() {
@@ -911,27 +1089,19 @@ async function start() {
   showPane("placeholder");
   applyPermissions();
   updateSelectionButtons();
-  const me = api.getMe().then(
-    (principal) => {
-      state.me = principal;
-      const roles = principal.roles.length ? principal.roles.join(", ") : "no role";
-      $("who").textContent = `${principal.name} · ${roles}`;
-    },
-    (error) => {
-      state.meFailed = true;
-      $("who").textContent = "unknown user";
-      showError(error, "Could not read who you are (/api/me)");
-    },
-  );
-  if (WORKFLOWS_ROUTE.test(location.hash)) route(); // a link to a run or a workflow
-  await Promise.all([me, loadTree()]);
-  applyPermissions();
-  github?.render(); // the actions depend on the roles just read
-  workflows?.render();
-  updateSelectionButtons();
-  // Fetch the editor while the user looks at the tree, so the first file opens at once.
-  const idle = window.requestIdleCallback || ((fn) => setTimeout(fn, 200));
-  idle(() => ensureEditor().catch((error) => showError(error, "Editor")));
+  api.onUnauthorized(unauthorized);
+  // The tree is read alongside /api/me; when that says 401 the tree's 401 is not reported.
+  const tree = loadTree();
+  let principal = null;
+  try {
+    principal = await api.getMe();
+  } catch (error) {
+    if (error.signedOut) return; // the sign-in panel is showing
+    state.meFailed = true;
+    $("who").textContent = "unknown user";
+    showError(error, "Could not read who you are (/api/me)");
+  }
+  await enter(principal, tree);
 }
 
 start();

@@ -1,7 +1,9 @@
 // One run's page (#/runs/ID): its status and parameters, its steps (status, attempt, duration,
 // error, output) and its log. The run is read about every second until it ends. The log comes
 // from the server-sent event stream; when no event arrives within a few seconds (a host that
-// buffers responses, as Azure Functions does) it is read by polling `?after=N` instead.
+// buffers responses, as Azure Functions does) it is read by polling `?after=N` instead. With an
+// API token it is always polled: EventSource cannot send the Authorization header, and the
+// token never goes into a URL.
 import * as api from "./api.js";
 import { absoluteTime, formatDuration, h, parseTime, time } from "./dom.js";
 import { icon } from "./icons.js";
@@ -63,7 +65,7 @@ class LogFollower {
   }
 
   start() {
-    if (typeof EventSource === "function") this.stream();
+    if (typeof EventSource === "function" && !api.usesToken()) this.stream();
     else this.poll();
   }
 

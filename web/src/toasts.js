@@ -28,6 +28,8 @@ export function toast(message, { kind = "info", timeout = kind === "error" ? 0 :
 /** An API or network failure, in words: "<what we tried>: <what the server said>". */
 export function showError(error, context) {
   console.error(context, error);
+  // A 401 has already brought up the sign-in panel, which says why.
+  if (error && error.signedOut) return null;
   const message = error && error.message ? error.message : String(error);
   return toast(context ? `${context}: ${message}` : message, { kind: "error" });
 }
