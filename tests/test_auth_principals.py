@@ -9,11 +9,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from slipway.auth import AuthenticationFailed, AuthPolicy, Role, parse_client_principal
+from slipway.auth import AuthenticationFailed, AuthPolicy, Role, RoleAssignments, parse_client_principal
 
 
 def _encode(payload: object) -> str:
     return base64.b64encode(json.dumps(payload).encode()).decode()
+
+
+def swa_header(name: str, *roles: str) -> dict[str, str]:
+    payload = {
+        "identityProvider": "aad",
+        "userId": "1",
+        "userDetails": name,
+        "userRoles": ["authenticated", *roles],
+    }
+    return {"x-ms-client-principal": _encode(payload)}
 
 
 def test_highest_slipway_role_wins_and_unknown_roles_are_ignored() -> None:
@@ -89,3 +99,30 @@ def test_the_client_principal_header_grants_nothing_unless_trusted() -> None:
     header = {"x-ms-client-principal": _encode({"userRoles": ["admin"]})}
     assert AuthPolicy().authenticate(header) is None
     assert AuthPolicy(trust_client_principal=True).authenticate(header).role is Role.ADMIN  # type: ignore[union-attr]
+
+
+def test_slipway_assigns_roles_by_address_on_top_of_static_web_app_roles() -> None:
+    policy = AuthPolicy(
+        trust_client_principal=True,
+        assignments=RoleAssignments(
+            admins=RoleAssignments.parse("Ada@Contoso.com"),
+            readers=RoleAssignments.parse("*@contoso.com"),
+        ),
+    )
+
+    def role_of(name: str, *roles: str) -> str | None:
+        principal = policy.authenticate(swa_header(name, *roles))
+        assert principal is not None
+        return principal.role.label if principal.role else None
+
+    assert role_of("ada@contoso.com") == "admin"  # the first admin, with no invitation
+    assert role_of("bob@contoso.com") == "reader"  # everyone of the domain
+    assert role_of("bob@contoso.com", "editor") == "editor"  # a higher Static Web Apps role wins
+    assert role_of("eve@example.com") is None
+    assert role_of("eve@contoso.com.example.com") is None
+
+
+@pytest.mark.parametrize("raw", ["ada", "ada@", "@contoso.com", "a*b@contoso.com", "ada@localhost"])
+def test_role_assignments_refuse_what_is_not_an_address(raw: str) -> None:
+    with pytest.raises(ValueError, match="is not an address"):
+        RoleAssignments.parse(raw)

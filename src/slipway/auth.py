@@ -7,7 +7,10 @@ A request proves a principal in one of four ways, tried in this order:
 1. it reached the function-key protected automation function (the host checked the key);
 2. ``Authorization: Bearer <SLIPWAY_API_TOKEN>``;
 3. the ``x-ms-client-principal`` header of the linked Static Web App, only when
-   ``SLIPWAY_TRUST_CLIENT_PRINCIPAL`` says the platform guarantees nobody else can send it;
+   ``SLIPWAY_TRUST_CLIENT_PRINCIPAL`` says the platform guarantees nobody else can send it; the
+   user's role is the higher of the Static Web App's roles and Slipway's own assignments
+   (``SLIPWAY_ADMINS``, ``SLIPWAY_EDITORS``, ``SLIPWAY_READERS``), so the first admin needs
+   no invitation;
 4. the development principal of ``slipway dev`` on loopback (``SLIPWAY_DEV_PRINCIPAL``).
 """
 
@@ -18,7 +21,7 @@ import binascii
 import hmac
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 
@@ -74,12 +77,44 @@ _MAX_CLIENT_PRINCIPAL = 16 * 1024
 
 
 @dataclass(frozen=True)
+class RoleAssignments:
+    """Roles given by address: exact addresses, or ``*@domain`` for everyone of a domain."""
+
+    admins: tuple[str, ...] = ()
+    editors: tuple[str, ...] = ()
+    readers: tuple[str, ...] = ()
+
+    @staticmethod
+    def parse(raw: str) -> tuple[str, ...]:
+        """A comma-separated list; ValueError naming an entry that is not an address."""
+        entries = tuple(part.strip().lower() for part in raw.split(",") if part.strip())
+        for entry in entries:
+            local, at, domain = entry.partition("@")
+            if not at or not local or "." not in domain or " " in entry or (local != "*" and "*" in local):
+                raise ValueError(f"{entry!r} is not an address or *@domain")
+        return entries
+
+    def role_of(self, address: str) -> Role | None:
+        wanted = address.strip().lower()
+        domain = "*@" + wanted.partition("@")[2]
+        for role, entries in (
+            (Role.ADMIN, self.admins),
+            (Role.EDITOR, self.editors),
+            (Role.READER, self.readers),
+        ):
+            if wanted in entries or ("@" in wanted and domain in entries):
+                return role
+        return None
+
+
+@dataclass(frozen=True)
 class AuthPolicy:
     """Which ways of proving a principal this deployment accepts."""
 
     api_token: str = ""
     trust_client_principal: bool = False
     dev_principal: bool = False
+    assignments: RoleAssignments = field(default_factory=RoleAssignments)
 
     def authenticate(self, headers: Mapping[str, str], *, key_verified: bool = False) -> Principal | None:
         """The caller's principal, None when the request proves none.
@@ -101,7 +136,11 @@ class AuthPolicy:
             return TOKEN_PRINCIPAL
         encoded = headers.get(CLIENT_PRINCIPAL_HEADER, "")
         if encoded and self.trust_client_principal:
-            return parse_client_principal(encoded)
+            principal = parse_client_principal(encoded)
+            assigned = self.assignments.role_of(principal.name)
+            if assigned is not None and (principal.role is None or assigned > principal.role):
+                return Principal(principal.name, principal.provider, assigned)
+            return principal
         if self.dev_principal:
             return DEVELOPMENT_PRINCIPAL
         return None

@@ -129,6 +129,7 @@ def build_services(settings: Settings) -> Services:
         api_token=settings.api_token,
         trust_client_principal=settings.trust_client_principal,
         dev_principal=settings.dev_principal,
+        assignments=settings.role_assignments,
     )
     modes = WorkspaceModeStore(tables)
     workspace = WorkspaceService(

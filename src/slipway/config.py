@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from slipway.auth import RoleAssignments
+
 
 class SettingsError(ValueError):
     """One or more settings are missing or malformed; the message names each of them."""
@@ -186,6 +188,26 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        "SLIPWAY_ADMINS",
+        "Comma-separated addresses of Static Web App users who are admins, or `*@domain` for a "
+        "whole domain; adds to the roles Static Web Apps assigns. The first admin needs no "
+        "invitation.",
+        "",
+        default="",
+    ),
+    Setting(
+        "SLIPWAY_EDITORS",
+        "Like `SLIPWAY_ADMINS`, for the editor role.",
+        "",
+        default="",
+    ),
+    Setting(
+        "SLIPWAY_READERS",
+        "Like `SLIPWAY_ADMINS`, for the reader role.",
+        "",
+        default="",
+    ),
+    Setting(
         "SLIPWAY_DEV_PRINCIPAL",
         "Grant every request an admin development principal. Only for a port reachable from "
         "this machine alone; refused when running in Azure App Service.",
@@ -307,6 +329,7 @@ class Settings:
     dev_principal: bool
     web_dir: Path | None
     log_level: str
+    role_assignments: RoleAssignments = field(default_factory=RoleAssignments)
     run_log_limit_bytes: int = 20 * 1024 * 1024
     debugging: DebugSettings | None = None
 
@@ -442,6 +465,11 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         public_base_url = parsed("SLIPWAY_PUBLIC_BASE_URL", _parse_http_url, "")
 
     web_dir_raw = raw("SLIPWAY_WEB_DIR")
+    role_assignments = RoleAssignments(
+        admins=parsed("SLIPWAY_ADMINS", RoleAssignments.parse, ()),
+        editors=parsed("SLIPWAY_EDITORS", RoleAssignments.parse, ()),
+        readers=parsed("SLIPWAY_READERS", RoleAssignments.parse, ()),
+    )
     run_log_limit_mb = parsed("SLIPWAY_RUN_LOG_LIMIT_MB", _parse_positive_int, 20)
     if run_log_limit_mb < 1:
         problems.append("SLIPWAY_RUN_LOG_LIMIT_MB=0 is malformed: expected at least 1")
@@ -474,6 +502,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         dev_principal=dev_principal,
         web_dir=Path(web_dir_raw) if web_dir_raw else None,
         log_level=log_level,
+        role_assignments=role_assignments,
         run_log_limit_bytes=run_log_limit_mb * 1024 * 1024,
         debugging=debugging,
     )
