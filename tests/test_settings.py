@@ -112,3 +112,13 @@ def test_storage_description_never_contains_the_account_key(base_env: dict[str, 
     assert "AccountKey" not in settings.storage.describe()
     assert "Eby8" not in settings.storage.describe()
     assert "Eby8" not in repr(settings)
+
+
+def test_an_unresolved_key_vault_reference_is_refused_not_taken_as_the_value(
+    base_env: dict[str, str],
+) -> None:
+    reference = "@Microsoft.KeyVault(SecretUri=https://kv-slipway.vault.azure.net/secrets/slipway-api-token/)"
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**base_env, "SLIPWAY_API_TOKEN": reference})
+    assert "SLIPWAY_API_TOKEN is an unresolved Key Vault reference" in str(caught.value)
+    assert "kv-slipway" not in str(caught.value)  # the message names the setting, not its value

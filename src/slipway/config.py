@@ -379,8 +379,19 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     problems: list[str] = []
     spec = {s.env: s for s in SETTINGS}
 
+    for setting in SETTINGS:
+        # App Service passes a Key Vault reference it could not resolve through as its literal
+        # text; taken as a value (a token, say) that text would be a secret anyone can guess.
+        if env.get(setting.env, "").startswith("@Microsoft.KeyVault("):
+            problems.append(
+                f"{setting.env} is an unresolved Key Vault reference: check that the app's identity "
+                "may read the secret (Key Vault Secrets User or Officer) and that the secret exists"
+            )
+
     def raw(name: str) -> str:
         value = env.get(name)
+        if value is not None and value.startswith("@Microsoft.KeyVault("):
+            return spec[name].default or ""
         if value is None or value == "":
             default = spec[name].default
             if default is None:
