@@ -1,0 +1,184 @@
+"""Publishing a built folder with the official Static Web Apps CLI (``@azure/static-web-apps-cli``).
+
+The command is ``swa deploy <folder> --app-location <folder> --env production``: the positional
+argument is the output location (the built files, deployed as they are; ``swa deploy`` never
+builds), ``--app-location`` makes the CLI look for ``staticwebapp.config.json`` and resolve paths
+inside that folder rather than in our working directory, and ``--env production`` is needed
+because the CLI's default environment is ``preview``. The deployment token goes only in
+``SWA_CLI_DEPLOYMENT_TOKEN`` (the variable the CLI documents as the alternative to
+``--deployment-token``), never in argv, where every process on the machine could read it.
+
+The CLI runs in a clean environment (``PATH``, ``HOME`` and the token), so none of Slipway's or
+the Functions host's secrets (``AzureWebJobsStorage``, ``SLIPWAY_*``, identity endpoints) reach
+it or the ``StaticSitesClient`` uploader it starts; it finds that uploader under
+``$HOME/.swa/deploy``, where the image build puts it. It runs in its own process group, which is
+killed as a whole at the timeout. CLI versions before 2.0.9 exit 0 when the upload fails; pin a
+newer one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from slipway.adapters.staticwebapps import (
+    PublishFailed,
+    PublishResult,
+    PublishTimedOut,
+    SiteNotFound,
+    StaticWebAppsManager,
+)
+
+TOKEN_VARIABLE = "SWA_CLI_DEPLOYMENT_TOKEN"  # noqa: S105 (the name of the variable, not a token)
+ENVIRONMENT = "production"
+_TAIL_LINES = 40
+_MASK = "***"
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def deploy_command(swa_executable: str, folder: Path) -> list[str]:
+    """The argv of ``swa deploy`` for ``folder``; it holds no secret."""
+    location = str(folder)
+    return [swa_executable, "deploy", location, "--app-location", location, "--env", ENVIRONMENT]
+
+
+def deploy_environment(token: str) -> dict[str, str]:
+    """The whole environment of the CLI: a search path, a home for its uploader, and the token."""
+    return {
+        "PATH": os.environ.get("PATH") or _DEFAULT_PATH,
+        "HOME": os.environ.get("HOME") or str(Path.home()),
+        TOKEN_VARIABLE: token,
+    }
+
+
+class SwaCliPublisher:
+    """``Publisher`` that runs ``swa deploy`` with the site's deployment token."""
+
+    def __init__(self, manager: StaticWebAppsManager, swa_executable: str = "swa") -> None:
+        self._manager = manager
+        self._swa = swa_executable
+
+    def publish(
+        self, site: str, folder: Path, *, log: Callable[[str], None], timeout: float
+    ) -> PublishResult:
+        deadline = time.monotonic() + timeout
+        info = self._manager.get_site(site)
+        if info is None:
+            raise SiteNotFound(
+                f"static web app {site} does not exist in resource group {self._manager.resource_group}"
+            )
+        folder = Path(folder).resolve()
+        if not folder.is_dir():
+            raise PublishFailed(f"the folder to publish, {folder}, does not exist")
+        token = self._manager.get_deployment_token(site)
+        log(f"deploying {folder} to {site} ({ENVIRONMENT}) with the Static Web Apps CLI")
+        _run(
+            deploy_command(self._swa, folder),
+            cwd=folder,
+            env=deploy_environment(token),
+            secret=token,
+            log=log,
+            deadline=deadline,
+            timeout=timeout,
+        )
+        log(f"deployed to {info.url}")
+        return PublishResult(url=info.url)
+
+
+def _run(
+    argv: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    secret: str,
+    log: Callable[[str], None],
+    deadline: float,
+    timeout: float,
+) -> tuple[str, ...]:
+    """Runs ``argv``, passing its output lines (secret masked) to ``log`` on this thread; the tail."""
+    try:
+        process = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, killed as a whole
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+        )
+    except OSError as exc:
+        raise PublishFailed(
+            f"cannot run the Static Web Apps CLI {argv[0]!r}: {exc.strerror or exc}"
+        ) from None
+    lines: queue.Queue[str | None] = queue.Queue()
+    assert process.stdout is not None
+    reader = threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True)
+    reader.start()
+    tail: deque[str] = deque(maxlen=_TAIL_LINES)
+    timed_out = False
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                timed_out = True
+                break
+            try:
+                line = lines.get(timeout=remaining)
+            except queue.Empty:
+                timed_out = True
+                break
+            if line is None:  # end of output: the CLI closed it (normally by exiting)
+                break
+            line = _ANSI.sub("", line.rstrip("\r\n")).replace(secret, _MASK)
+            tail.append(line)
+            log(line)
+        if not timed_out:
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                timed_out = True
+    finally:
+        _kill_group(process)
+        reader.join(timeout=5)
+        process.stdout.close()
+    if timed_out:
+        raise PublishTimedOut(
+            f"swa deploy did not finish within {timeout:g} s and was stopped; last output:\n"
+            + "\n".join(tail),
+            output_tail=tuple(tail),
+        )
+    if process.returncode != 0:
+        raise PublishFailed(
+            f"swa deploy failed with exit code {process.returncode}; last output:\n" + "\n".join(tail),
+            output_tail=tuple(tail),
+        )
+    return tuple(tail)
+
+
+def _read_lines(stream: IO[str], lines: queue.Queue[str | None]) -> None:
+    with contextlib.suppress(ValueError, OSError):  # closed under us after a kill
+        for line in stream:
+            lines.put(line)
+    lines.put(None)
+
+
+def _kill_group(process: subprocess.Popen[str]) -> None:
+    """Kills the CLI and everything it started (its uploader), then reaps the CLI."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=5)
