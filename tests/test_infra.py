@@ -95,6 +95,8 @@ DEFAULTED_IN_AZURE = {
     "DEBUG_HOST": "127.0.0.1",
     "DEBUG_PORT": "5678",
     "DEBUG_WAIT_FOR_CLIENT": "false",
+    # The local static host: in Azure the Static Web Apps serve the sites.
+    "SLIPWAY_LOCAL_SITES_DIR": "",
 }
 # Settings that must not be in the app settings at all.
 FORBIDDEN_SETTINGS = {

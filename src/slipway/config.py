@@ -222,6 +222,14 @@ SETTINGS: tuple[Setting, ...] = (
         default="",
     ),
     Setting(
+        "SLIPWAY_LOCAL_SITES_DIR",
+        "Folder the local static host publishes sites to and serves them from at "
+        "`/sites/<site>/` (`slipway dev`, compose); empty serves no sites (in Azure the Static "
+        "Web Apps serve them).",
+        "./.dev/sites",
+        default="",
+    ),
+    Setting(
         "SLIPWAY_RUN_LOG_LIMIT_MB",
         "Most log output stored per workflow run; beyond it a marker line says how much was "
         "dropped. Lines longer than 8000 characters are cut with a marker.",
@@ -328,6 +336,7 @@ class Settings:
     api_token: str = field(repr=False)
     dev_principal: bool
     web_dir: Path | None
+    local_sites_dir: Path | None
     log_level: str
     role_assignments: RoleAssignments = field(default_factory=RoleAssignments)
     run_log_limit_bytes: int = 20 * 1024 * 1024
@@ -476,6 +485,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         public_base_url = parsed("SLIPWAY_PUBLIC_BASE_URL", _parse_http_url, "")
 
     web_dir_raw = raw("SLIPWAY_WEB_DIR")
+    local_sites_dir_raw = raw("SLIPWAY_LOCAL_SITES_DIR").strip()
     role_assignments = RoleAssignments(
         admins=parsed("SLIPWAY_ADMINS", RoleAssignments.parse, ()),
         editors=parsed("SLIPWAY_EDITORS", RoleAssignments.parse, ()),
@@ -512,6 +522,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         api_token=api_token,
         dev_principal=dev_principal,
         web_dir=Path(web_dir_raw) if web_dir_raw else None,
+        local_sites_dir=Path(local_sites_dir_raw) if local_sites_dir_raw else None,
         log_level=log_level,
         role_assignments=role_assignments,
         run_log_limit_bytes=run_log_limit_mb * 1024 * 1024,

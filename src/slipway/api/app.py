@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 
 import slipway
+from slipway.adapters.local_sites import SITES_PATH, LocalSitesApp
 from slipway.api import routes_github, routes_health, routes_me, routes_workflows, routes_workspace
 from slipway.api.errors import install_error_handlers
 from slipway.api.security import Reader
@@ -43,6 +44,13 @@ def create_api(services: Services) -> FastAPI:
     @app.get(OPENAPI_PATH, include_in_schema=False)
     def openapi(request: Request, _: Reader) -> dict[str, Any]:
         return request.app.openapi()
+
+    sites_dir = services.settings.local_sites_dir
+    if sites_dir is not None:
+        # Published sites are public: anonymous, GET and HEAD only. A mount is not an APIRoute,
+        # so the auth matrix (tests/test_api_auth.py walks ROUTERS) does not cover it;
+        # tests/test_local_sites.py does. Before the UI at / so that / cannot shadow it.
+        app.mount(SITES_PATH, LocalSitesApp(sites_dir), name="sites")
 
     web_dir = services.settings.web_dir
     if web_dir is not None and web_dir.is_dir():

@@ -100,6 +100,8 @@ def compose_environment(
         "SLIPWAY_SECRETS_FILE": str(data / "secrets.json"),
         "SLIPWAY_WEB_DIR": str((options.app_root / "web" / "dist").resolve()),
         "SLIPWAY_GIT_DIR": str(data / "git"),
+        # The local static host: published sites are served at /sites/<site>/.
+        "SLIPWAY_LOCAL_SITES_DIR": str(data / "sites"),
         # GitHub cannot reach a developer's loopback; the URL still names where pushes go.
         "SLIPWAY_PUBLIC_BASE_URL": f"http://{_reachable_host(options.host)}:{options.port}",
     }
