@@ -66,7 +66,7 @@ def test_function_app_indexes_every_function_with_the_bindings_the_host_expects(
 
     automation = _bindings(functions["automation_api"])
     trigger = next(b for b in automation if b["type"] == "httpTrigger")
-    assert trigger["route"] == "automation/{*path}"
+    assert trigger["route"] == "api/automation/{*path}"
     # The host checks the function key; Slipway then treats the caller as admin.
     assert str(trigger["authLevel"]).lower() == "function"
     assert trigger["name"] == "req"
@@ -75,7 +75,7 @@ def test_function_app_indexes_every_function_with_the_bindings_the_host_expects(
     webhook = next(b for b in _bindings(functions["github_webhook"]) if b["type"] == "httpTrigger")
     # Anonymous at the host: GitHub proves itself with the HMAC signature instead.
     assert (webhook["route"], webhook["methods"], str(webhook["authLevel"]).lower()) == (
-        "github/webhook",
+        "api/github/webhook",
         ["POST"],
         "anonymous",
     )

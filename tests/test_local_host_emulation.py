@@ -40,7 +40,9 @@ def test_project_host_json_queue_settings_are_what_the_runner_uses() -> None:
     assert config.queues.visibility_timeout == timedelta(seconds=30)
     assert config.queues.message_encoding == "base64"
     assert config.function_timeout == timedelta(hours=1)
-    assert config.route_prefix == "api"
+    # Empty: the catch-all serves the UI at / and sites at /sites in a container as `slipway dev`
+    # does; the native functions carry /api in their own routes.
+    assert config.route_prefix == ""
 
 
 def test_an_unset_app_setting_in_host_json_is_named() -> None:

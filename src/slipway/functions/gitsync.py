@@ -49,7 +49,7 @@ def gitsync_blueprint(services: Services) -> df.Blueprint:
     requests = services.sync_requests
 
     @blueprint.function_name("github_webhook")
-    @blueprint.route(route="github/webhook", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+    @blueprint.route(route="api/github/webhook", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
     def github_webhook(req: func.HttpRequest) -> func.HttpResponse:
         headers = {k.lower(): v for k, v in req.headers.items()}
         answer = services.webhook.handle(headers, req.get_body())

@@ -45,7 +45,7 @@ def automation_blueprint(api: Any) -> func.Blueprint:
 
     @blueprint.function_name(AUTOMATION_FUNCTION)
     @blueprint.route(
-        route=f"{AUTOMATION_ROUTE_PREFIX}/{{*path}}",
+        route=f"api/{AUTOMATION_ROUTE_PREFIX}/{{*path}}",
         methods=[m for m in func.HttpMethod],
         auth_level=func.AuthLevel.FUNCTION,
     )
