@@ -31,3 +31,4 @@ RUNS_TABLE = "SlipwayRuns"
 RUN_STEPS_TABLE = "SlipwayRunSteps"
 RUN_LOGS_TABLE = "SlipwayRunLogs"
 RUNS_QUEUE = "slipway-runs"
+DEPLOYMENTS_TABLE, SITES_TABLE = "SlipwayDeployments", "SlipwaySites"  # deploy records

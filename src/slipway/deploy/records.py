@@ -1,0 +1,741 @@
+"""Deployments and sites in Table storage: what was asked, where each deployment is, what is live.
+
+**Ids and rows.** A deployment id is ``<12 hex ms>-<8 hex random>-<site>``, e.g.
+``0190f0a1b2c3-9f8e7d6c-my-blog``: time-ordered like run ids, and carrying its site, so
+:meth:`DeploymentStore.get` is one point read with no index row to keep in step. Rows live in
+``SlipwayDeployments`` with partition = site and row key = ``<inverted ms>-<random>``, so a
+partition query lists a site's history newest first. "Newer" means "sorts first by row key"
+everywhere (two ids of the same millisecond are ordered by their random part).
+
+**Statuses.** ``queued → building → publishing → verifying → succeeded``; a deployment that
+republishes an earlier artifact (a rollback) skips ``building``. :data:`TRANSITIONS` lists every
+legal move; ``succeeded``, ``failed``, ``canceled``, ``superseded`` and ``rolled_back`` are
+final. Entering ``publishing`` needs an artifact. Repeating the status a deployment is at is
+not an error (an activity replayed by the orchestrator): a finished deployment is returned
+unchanged, an unfinished one takes the new fields (the step it is at, the commit). Each status
+reached is stamped (``<status>_at``, ``finished_at`` for the final one), so
+:attr:`DeploymentRecord.durations_ms` gives the time spent in each phase.
+
+**Superseding.** A newer request supersedes the site's queued older ones. After writing its row,
+:meth:`DeploymentStore.create` marks every queued deployment older than the site's newest
+unfinished one ``superseded`` (``superseded_by`` = that newest one), each a conditional write.
+Whichever of two concurrent creates writes its row last sees the other's row when it looks, so
+exactly one of them stays queued. "Older" is by id, so by the creating worker's clock: two
+requests a few milliseconds apart on workers whose clocks disagree by more may be ordered
+either way.
+
+**Site state** is derived, never set by hand, and rewritten (conditionally) after every create,
+final transition and publish:
+
+* ``DEPLOYING`` while any deployment of the site is unfinished (queued ones included);
+* otherwise from the newest deployment that reached an outcome (canceled and superseded ones
+  are skipped): ``succeeded`` → ``DEPLOYED``; ``failed`` or ``rolled_back`` →
+  ``DEPLOYMENT_FAILED``;
+* with no outcome yet: ``DEPLOYED`` when something is live, else ``UNDEPLOYED``.
+
+So a failed deployment in front of an older live one shows ``DEPLOYMENT_FAILED`` *with* the
+older one as ``live_deployment_id``: "your last deployment failed; the site still serves X".
+
+**Publish lease.** At most one deployment publishes to a site at a time: the holder's id and an
+expiry on the site row, taken with a conditional write. An expired lease may be taken over; only
+the holder releases it, and only the holder may :meth:`~DeploymentStore.set_live`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+from typing import Any
+
+from slipway.adapters.tables import TableStore
+from slipway.deploy.detect import PACKAGE_MANAGERS
+from slipway.deploy.errors import (
+    DeploymentNotFound,
+    DeployRequestInvalid,
+    PublishLeaseLost,
+    SiteNotFound,
+    TransitionRefused,
+)
+from slipway.names import DEPLOYMENTS_TABLE, SITES_TABLE
+
+__all__ = [
+    "FINAL",
+    "TRANSITIONS",
+    "Artifact",
+    "DeploymentRecord",
+    "DeploymentRequest",
+    "DeploymentStore",
+    "SiteRecord",
+    "deployment_site",
+    "new_deployment_id",
+    "valid_site_name",
+]
+
+# Deployment statuses.
+QUEUED, BUILDING, PUBLISHING, VERIFYING = "queued", "building", "publishing", "verifying"
+SUCCEEDED, FAILED, CANCELED, SUPERSEDED, ROLLED_BACK = (
+    "succeeded",
+    "failed",
+    "canceled",
+    "superseded",
+    "rolled_back",
+)
+PHASES = (QUEUED, BUILDING, PUBLISHING, VERIFYING)
+FINAL = frozenset({SUCCEEDED, FAILED, CANCELED, SUPERSEDED, ROLLED_BACK})
+OUTCOMES = (SUCCEEDED, FAILED, ROLLED_BACK)  # what a site's state follows
+TRANSITIONS: dict[str, frozenset[str]] = {
+    # publishing straight from queued: a rollback republishes an artifact without building.
+    QUEUED: frozenset({BUILDING, PUBLISHING, FAILED, CANCELED, SUPERSEDED}),
+    BUILDING: frozenset({PUBLISHING, FAILED, CANCELED}),
+    # rolled_back: publish or verify failed and the last good artifact was republished.
+    PUBLISHING: frozenset({VERIFYING, FAILED, ROLLED_BACK}),
+    VERIFYING: frozenset({SUCCEEDED, FAILED, ROLLED_BACK}),
+    **{status: frozenset() for status in FINAL},
+}
+
+# Site states.
+UNDEPLOYED, DEPLOYING, DEPLOYED, DEPLOYMENT_FAILED = (
+    "UNDEPLOYED",
+    "DEPLOYING",
+    "DEPLOYED",
+    "DEPLOYMENT_FAILED",
+)
+
+SOURCES = ("git", "workspace")
+TRIGGERS = ("manual", "push", "retry", "rollback")
+SITE_PARTITION = "site"
+MAX_ERROR_CHARS = 4000
+_MAX_TIME = 0xFFFFFFFFFFFF
+_SITE = r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])"
+SITE_PATTERN = re.compile(rf"^{_SITE}$")
+DEPLOYMENT_ID_PATTERN = re.compile(rf"^([0-9a-f]{{12}})-([0-9a-f]{{8}})-({_SITE})$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_URL = re.compile(r"^(?:(?:https?|ssh|git|file)://[^\s]+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+)$")
+_REF_FORBIDDEN = re.compile(r"[\s~^:?*\[\\]|\.\.|@\{|//")
+_COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+# ------------------------------------------------------------------------------ ids
+
+
+def valid_site_name(site: str) -> bool:
+    """Lowercase letters, digits and hyphens, 2-40 characters, no hyphen at either end."""
+    return isinstance(site, str) and bool(SITE_PATTERN.match(site))
+
+
+def new_deployment_id(site: str, *, now: float | None = None) -> str:
+    """Time-ordered and unique, with the site it belongs to at the end."""
+    stamp = int((time.time() if now is None else now) * 1000)
+    return f"{stamp:012x}-{secrets.token_hex(4)}-{site}"
+
+
+def deployment_site(deployment_id: str) -> str:
+    """The site a deployment id belongs to; :class:`DeploymentNotFound` for a malformed id."""
+    return _parse_id(deployment_id)[1]
+
+
+def _parse_id(deployment_id: str) -> tuple[str, str]:
+    """(row key, site)."""
+    match = DEPLOYMENT_ID_PATTERN.match(deployment_id) if isinstance(deployment_id, str) else None
+    if match is None:
+        raise DeploymentNotFound(f"no deployment has the id {deployment_id!r}")
+    stamp, tail, site = match.groups()
+    return f"{_MAX_TIME - int(stamp, 16):012x}-{tail}", site
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _seconds(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def _ms_between(start: str | None, end: str | None) -> int | None:
+    if not start or not end:
+        return None
+    return round((_seconds(end) - _seconds(start)) * 1000)
+
+
+# -------------------------------------------------------------------------- request
+
+
+def _text(field: str, value: str, *, max_chars: int, single_line: bool = True) -> None:
+    if not value:
+        raise DeployRequestInvalid(field, "must not be empty")
+    if len(value) > max_chars:
+        raise DeployRequestInvalid(field, f"must be at most {max_chars} characters")
+    if single_line and _CONTROL.search(value):
+        raise DeployRequestInvalid(field, "must be one line without control characters")
+
+
+def _relative(field: str, value: str, *, max_chars: int = 512) -> None:
+    _text(field, value, max_chars=max_chars)
+    path = PurePosixPath(value)
+    if "\\" in value or path.is_absolute() or value.startswith("~"):
+        raise DeployRequestInvalid(field, "must be a relative path inside the project (forward slashes)")
+    if ".." in path.parts:
+        raise DeployRequestInvalid(field, "must not leave its folder ('..')")
+
+
+@dataclass(frozen=True)
+class DeploymentRequest:
+    """What to deploy and how, as the API, a push or a retry asks for it. Checked on creation:
+    an invalid request cannot exist (:class:`DeployRequestInvalid` names the field)."""
+
+    site: str
+    source: str  # "git" | "workspace"
+    requested_by: str
+    repository: str | None = None  # git: the repository URL
+    ref: str | None = None  # git: branch, tag or commit; None = the default branch
+    folder: str | None = None  # workspace: the folder, relative to the workspace
+    package_manager: str | None = None
+    build_command: str | None = None
+    output_dir: str | None = None
+    verify_path: str | None = None
+    verify_text: str | None = None
+    trigger: str = "manual"  # "manual" | "push" | "retry" | "rollback"
+    delivery_id: str | None = None  # the webhook delivery that asked, for a push
+    rollback_to: str | None = None  # rollback: the deployment whose artifact is republished
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is not None and not isinstance(value, str):
+                raise DeployRequestInvalid(field.name, "must be a string")
+        if not valid_site_name(self.site):
+            raise DeployRequestInvalid(
+                "site",
+                "must be 2-40 lowercase letters, digits and hyphens, not starting or ending with a hyphen",
+            )
+        if self.source not in SOURCES:
+            raise DeployRequestInvalid("source", f"must be one of {', '.join(SOURCES)}")
+        if self.source == "git":
+            if self.repository is None:
+                raise DeployRequestInvalid("repository", "is required for a git source")
+            _text("repository", self.repository, max_chars=2048)
+            if not _URL.match(self.repository):
+                raise DeployRequestInvalid(
+                    "repository",
+                    "must be an https://, http://, ssh://, git:// or file:// URL, or user@host:path",
+                )
+            if self.ref is not None:
+                _text("ref", self.ref, max_chars=255)
+                if self.ref.startswith(("-", "/")) or self.ref.endswith(("/", ".", ".lock")):
+                    raise DeployRequestInvalid("ref", "is not a valid branch, tag or commit name")
+                if _REF_FORBIDDEN.search(self.ref):
+                    raise DeployRequestInvalid("ref", "is not a valid branch, tag or commit name")
+            if self.folder is not None:
+                raise DeployRequestInvalid("folder", "is only for a workspace source")
+        else:
+            if self.folder is None:
+                raise DeployRequestInvalid("folder", "is required for a workspace source")
+            _relative("folder", self.folder)
+            for field_name in ("repository", "ref"):
+                if getattr(self, field_name) is not None:
+                    raise DeployRequestInvalid(field_name, "is only for a git source")
+        if self.package_manager is not None and self.package_manager not in PACKAGE_MANAGERS:
+            raise DeployRequestInvalid("package_manager", f"must be one of {', '.join(PACKAGE_MANAGERS)}")
+        if self.build_command is not None:
+            _text("build_command", self.build_command, max_chars=2000)
+        if self.output_dir is not None:
+            _relative("output_dir", self.output_dir, max_chars=255)
+        if self.verify_path is not None:
+            _text("verify_path", self.verify_path, max_chars=1024)
+            if not self.verify_path.startswith("/") or self.verify_path.startswith("//"):
+                raise DeployRequestInvalid("verify_path", "must start with a single '/' (a path on the site)")
+            if " " in self.verify_path:
+                raise DeployRequestInvalid("verify_path", "must not contain spaces (encode them as %20)")
+        if self.verify_text is not None:
+            _text("verify_text", self.verify_text, max_chars=1000)
+        if self.trigger not in TRIGGERS:
+            raise DeployRequestInvalid("trigger", f"must be one of {', '.join(TRIGGERS)}")
+        if self.delivery_id is not None:
+            _text("delivery_id", self.delivery_id, max_chars=200)
+        _text("requested_by", self.requested_by, max_chars=256)
+        if self.trigger == "rollback":
+            if self.rollback_to is None:
+                raise DeployRequestInvalid("rollback_to", "is required for a rollback")
+            match = DEPLOYMENT_ID_PATTERN.match(self.rollback_to)
+            if match is None or match.group(3) != self.site:
+                raise DeployRequestInvalid("rollback_to", f"must be the id of a deployment of {self.site}")
+        elif self.rollback_to is not None:
+            raise DeployRequestInvalid("rollback_to", "is only for a rollback")
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (the stored request, a queue message), without unset fields."""
+        return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
+
+    @classmethod
+    def from_json(cls, data: Any) -> DeploymentRequest:
+        if not isinstance(data, Mapping):
+            raise DeployRequestInvalid("", "a deployment request must be a JSON object")
+        known = {field.name for field in dataclasses.fields(cls)}
+        for key in data:
+            if key not in known:
+                raise DeployRequestInvalid(str(key), "is not a deployment request field")
+        for required in ("site", "source", "requested_by"):
+            if data.get(required) is None:
+                raise DeployRequestInvalid(required, "is required")
+        return cls(**{key: value for key, value in data.items() if value is not None})
+
+    def as_retry(self, *, requested_by: str) -> DeploymentRequest:
+        """The same inputs again, asked for by ``requested_by``."""
+        return dataclasses.replace(self, trigger="retry", delivery_id=None, requested_by=requested_by)
+
+    def as_rollback(self, deployment_id: str, *, requested_by: str) -> DeploymentRequest:
+        """A deployment that republishes ``deployment_id``'s artifact (no build)."""
+        return dataclasses.replace(
+            self, trigger="rollback", rollback_to=deployment_id, delivery_id=None, requested_by=requested_by
+        )
+
+
+# -------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A packaged build: the blob it is stored in, the zip's SHA-256 and its content address."""
+
+    blob_name: str
+    sha256: str
+    content_sha256: str
+
+    def __post_init__(self) -> None:
+        if not self.blob_name or len(self.blob_name) > 1024:
+            raise ValueError("an artifact needs a blob name of at most 1024 characters")
+        for name in ("sha256", "content_sha256"):
+            if not _SHA256.match(getattr(self, name)):
+                raise ValueError(f"artifact {name} must be 64 lowercase hex digits")
+
+    def to_json(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Artifact:
+        return cls(data["blob_name"], data["sha256"], data["content_sha256"])
+
+
+def _artifact(raw: str | None) -> Artifact | None:
+    return Artifact.from_json(json.loads(raw)) if raw else None
+
+
+@dataclass(frozen=True)
+class DeploymentRecord:
+    id: str
+    site: str
+    status: str
+    request: DeploymentRequest
+    timestamps: dict[str, str]  # "queued_at", "building_at", ..., "finished_at"
+    commit_sha: str | None = None
+    artifact: Artifact | None = None
+    error: str | None = None
+    step: str | None = None
+    superseded_by: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINAL
+
+    @property
+    def durations_ms(self) -> dict[str, int | None]:
+        """Time spent in each phase reached: up to the next phase reached, or to the end. A phase
+        still going is None."""
+        reached = [phase for phase in PHASES if f"{phase}_at" in self.timestamps]
+        durations: dict[str, int | None] = {}
+        for index, phase in enumerate(reached):
+            following = reached[index + 1] if index + 1 < len(reached) else None
+            end = self.timestamps.get(f"{following}_at") if following else self.timestamps.get("finished_at")
+            durations[phase] = _ms_between(self.timestamps[f"{phase}_at"], end)
+        return durations
+
+    @property
+    def total_ms(self) -> int | None:
+        """From the request to the end (waiting included)."""
+        return _ms_between(self.timestamps.get("queued_at"), self.timestamps.get("finished_at"))
+
+    @property
+    def run_ms(self) -> int | None:
+        """From leaving the queue to the end: what an ETA for the next one is based on."""
+        started = self.timestamps.get("building_at") or self.timestamps.get("publishing_at")
+        return _ms_between(started, self.timestamps.get("finished_at"))
+
+    def to_json(self) -> dict[str, Any]:
+        """As the API shows it in a site's history."""
+        return {
+            "id": self.id,
+            "site": self.site,
+            "status": self.status,
+            "trigger": self.request.trigger,
+            "requested_by": self.request.requested_by,
+            "request": self.request.to_json(),
+            "commit_sha": self.commit_sha,
+            "artifact": self.artifact.to_json() if self.artifact else None,
+            "error": self.error,
+            "step": self.step,
+            "superseded_by": self.superseded_by,
+            **self.timestamps,
+            "durations_ms": self.durations_ms,
+            "total_ms": self.total_ms,
+        }
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> DeploymentRecord:
+        stamps = [*(f"{phase}_at" for phase in PHASES), "finished_at"]
+        return cls(
+            id=row["deployment_id"],
+            site=row["PartitionKey"],
+            status=row["status"],
+            request=DeploymentRequest.from_json(json.loads(row["request"])),
+            timestamps={name: row[name] for name in stamps if row.get(name)},
+            commit_sha=row.get("commit_sha"),
+            artifact=_artifact(row.get("artifact")),
+            error=row.get("error"),
+            step=row.get("step"),
+            superseded_by=row.get("superseded_by"),
+        )
+
+
+@dataclass(frozen=True)
+class SiteRecord:
+    site: str
+    state: str
+    live_deployment_id: str | None
+    live_artifact: Artifact | None
+    live_since: str | None
+    publisher: str | None  # the deployment holding the publish lease, if any (may be expired)
+    publish_expires_at: str | None
+    updated_at: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        view = dataclasses.asdict(self)
+        view["live_artifact"] = self.live_artifact.to_json() if self.live_artifact else None
+        return view
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> SiteRecord:
+        return cls(
+            site=row["RowKey"],
+            state=row.get("state", UNDEPLOYED),
+            live_deployment_id=row.get("live_deployment_id"),
+            live_artifact=_artifact(row.get("live_artifact")),
+            live_since=row.get("live_since"),
+            publisher=row.get("publisher"),
+            publish_expires_at=row.get("publish_expires_at"),
+            updated_at=row.get("updated_at"),
+        )
+
+
+# ---------------------------------------------------------------------------- store
+
+
+def _either(field: str, values: tuple[str, ...], prefix: str = "s") -> tuple[str, dict[str, str]]:
+    # Spaces around parameters: the SDK finds them by splitting the filter on spaces.
+    clause = "( " + " or ".join(f"{field} eq @{prefix}{i}" for i in range(len(values))) + " )"
+    return clause, {f"{prefix}{i}": value for i, value in enumerate(values)}
+
+
+class DeploymentStore:
+    """Deployments (``SlipwayDeployments``) and sites (``SlipwaySites``). ``clock`` gives
+    seconds since the epoch (ids, timestamps and lease expiry all use it)."""
+
+    def __init__(self, tables: TableStore, *, clock: Callable[[], float] = time.time) -> None:
+        self._tables = tables
+        self._clock = clock
+
+    # ----------------------------------------------------------------- deployments
+
+    def create(self, request: DeploymentRequest) -> DeploymentRecord:
+        """Queue a deployment, supersede the site's queued older ones, and return it (already
+        ``superseded`` in the rare case a newer request landed first)."""
+        now = self._clock()
+        row: dict[str, Any] = {}
+        for _ in range(5):
+            deployment_id = new_deployment_id(request.site, now=now)
+            row_key, _site = _parse_id(deployment_id)
+            row = {
+                "PartitionKey": request.site,
+                "RowKey": row_key,
+                "deployment_id": deployment_id,
+                "status": QUEUED,
+                "trigger": request.trigger,
+                "requested_by": request.requested_by,
+                "request": json.dumps(request.to_json()),
+                "queued_at": _iso(now),
+            }
+            if self._tables.create_entity(DEPLOYMENTS_TABLE, row):
+                break
+        else:
+            raise RuntimeError("could not find a free deployment id")
+        self._supersede_queued(request.site)
+        self._refresh_site(request.site)
+        return self.get(row["deployment_id"])
+
+    def get(self, deployment_id: str) -> DeploymentRecord:
+        row_key, site = _parse_id(deployment_id)
+        row = self._tables.get_entity(DEPLOYMENTS_TABLE, site, row_key)
+        if row is None:
+            raise DeploymentNotFound(f"no deployment has the id {deployment_id!r}")
+        return DeploymentRecord.from_row(row)
+
+    def transition(
+        self,
+        deployment_id: str,
+        to_status: str,
+        *,
+        commit_sha: str | None = None,
+        artifact: Artifact | None = None,
+        error: str | None = None,
+        step: str | None = None,
+    ) -> DeploymentRecord:
+        """Move a deployment to ``to_status`` with what is known by then. Raises
+        :class:`TransitionRefused` for a move :data:`TRANSITIONS` does not allow."""
+        if to_status == SUPERSEDED:
+            current = self.get(deployment_id).status
+            raise TransitionRefused(deployment_id, current, to_status, "only a newer deployment supersedes")
+        if commit_sha is not None and not _COMMIT.match(commit_sha):
+            raise ValueError("commit_sha must be 7-64 lowercase hex digits")
+        if step is not None and not 0 < len(step) <= 100:
+            raise ValueError("step must be 1-100 characters")
+        fields: dict[str, Any] = {"commit_sha": commit_sha, "step": step}
+        if artifact is not None:
+            fields["artifact"] = json.dumps(artifact.to_json())
+        if error is not None:
+            fields["error"] = error if len(error) <= MAX_ERROR_CHARS else error[: MAX_ERROR_CHARS - 1] + "…"
+        row = self._change(deployment_id, to_status, {k: v for k, v in fields.items() if v is not None})
+        if to_status in FINAL:
+            self._refresh_site(row["PartitionKey"])
+        return DeploymentRecord.from_row(row)
+
+    def history(self, site: str, *, limit: int = 50) -> list[DeploymentRecord]:
+        """The site's deployments, newest first."""
+        return [DeploymentRecord.from_row(row) for row in self._rows(site, limit=limit)]
+
+    def last_good(self, site: str, *, before: str | None = None) -> DeploymentRecord | None:
+        """The newest succeeded deployment with an artifact (older than ``before`` if given):
+        what an automatic rollback republishes. A rollback deployment that succeeded counts, so
+        this is the artifact that was live last when everything worked."""
+        query, parameters = "status eq @good", {"good": SUCCEEDED}
+        if before is not None:
+            row_key, before_site = _parse_id(before)
+            if before_site != site:
+                raise DeploymentNotFound(f"deployment {before} is not one of {site}")
+            query += " and RowKey gt @before"
+            parameters["before"] = row_key
+        for row in self._rows(site, query, parameters):
+            if row.get("artifact"):
+                return DeploymentRecord.from_row(row)
+        return None
+
+    def recent_durations(self, site: str, n: int = 5) -> list[int]:
+        """How long the site's last ``n`` succeeded deployments ran (queue wait excluded), newest
+        first, in milliseconds."""
+        found: list[int] = []
+        for row in self._rows(site, "status eq @good", {"good": SUCCEEDED}, limit=n):
+            run_ms = DeploymentRecord.from_row(row).run_ms
+            if run_ms is not None:
+                found.append(run_ms)
+        return found
+
+    # ----------------------------------------------------------------------- sites
+
+    def get_site(self, site: str) -> SiteRecord:
+        _check_site(site)
+        row = self._tables.get_entity(SITES_TABLE, SITE_PARTITION, site)
+        if row is None:
+            raise SiteNotFound(f"no deployment was ever requested for the site {site!r}")
+        return SiteRecord.from_row(row)
+
+    def list_sites(self) -> list[SiteRecord]:
+        rows = self._tables.query_entities(
+            SITES_TABLE, "PartitionKey eq @pk", parameters={"pk": SITE_PARTITION}
+        )
+        return [SiteRecord.from_row(row) for row in rows]
+
+    def acquire_publish(self, site: str, deployment_id: str, *, ttl_seconds: float) -> bool:
+        """Take (or renew) the site's publish lease for ``ttl_seconds``. False while another
+        deployment holds an unexpired one; an expired one is taken over."""
+        self._check_owner(site, deployment_id)
+
+        def take(row: dict[str, Any]) -> dict[str, Any] | None:
+            holder, expires = row.get("publisher"), row.get("publish_expires_at")
+            now = self._clock()
+            if holder and holder != deployment_id and expires and _seconds(expires) > now:
+                return None
+            row.update(publisher=deployment_id, publish_expires_at=_iso(now + ttl_seconds))
+            return row
+
+        return self._update_site(site, take) is not None
+
+    def release_publish(self, site: str, deployment_id: str) -> bool:
+        """Give the lease back; False (and nothing changes) when ``deployment_id`` does not hold it."""
+        self._check_owner(site, deployment_id)
+
+        def release(row: dict[str, Any]) -> dict[str, Any] | None:
+            if row.get("publisher") != deployment_id:
+                return None
+            row.update(publisher=None, publish_expires_at=None)
+            return row
+
+        return self._update_site(site, release) is not None
+
+    def set_live(
+        self, site: str, deployment_id: str, artifact: Artifact, *, publisher: str | None = None
+    ) -> SiteRecord:
+        """Record that the site now serves ``artifact`` of ``deployment_id``. ``publisher`` (the
+        deployment that published it; ``deployment_id`` unless an automatic rollback republished
+        an older one's artifact) must hold the publish lease, else :class:`PublishLeaseLost`."""
+        self._check_owner(site, deployment_id)
+        holder = publisher or deployment_id
+        self._check_owner(site, holder)
+        refused: list[str | None] = []
+
+        def go_live(row: dict[str, Any]) -> dict[str, Any] | None:
+            if row.get("publisher") != holder:
+                refused.append(row.get("publisher"))
+                return None
+            row.update(
+                live_deployment_id=deployment_id,
+                live_artifact=json.dumps(artifact.to_json()),
+                live_since=_iso(self._clock()),
+            )
+            return row
+
+        if self._update_site(site, go_live) is None:
+            raise PublishLeaseLost(
+                f"deployment {holder} does not hold the publish lease of {site} (held by {refused[-1]})"
+            )
+        self._refresh_site(site)
+        return self.get_site(site)
+
+    # ------------------------------------------------------------------- internals
+
+    def _rows(
+        self,
+        site: str,
+        query: str = "",
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        limit: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        _check_site(site)
+        full = "PartitionKey eq @pk" + (f" and {query}" if query else "")
+        found = self._tables.query_entities(
+            DEPLOYMENTS_TABLE, full, parameters={"pk": site, **(parameters or {})}, page_size=limit
+        )
+        for count, row in enumerate(found, start=1):
+            yield row
+            if limit is not None and count >= limit:
+                return
+
+    def _change(
+        self, deployment_id: str, to_status: str, fields: Mapping[str, Any], *, only_from: str | None = None
+    ) -> dict[str, Any]:
+        """Conditionally move the row to ``to_status`` (see the module docstring for the rules)."""
+        row_key, site = _parse_id(deployment_id)
+        if to_status not in TRANSITIONS:
+            raise ValueError(f"unknown deployment status {to_status!r}")
+        for _ in range(20):
+            found = self._tables.get_entity_etag(DEPLOYMENTS_TABLE, site, row_key)
+            if found is None:
+                raise DeploymentNotFound(f"no deployment has the id {deployment_id!r}")
+            row, etag = found
+            current = row["status"]
+            if only_from is not None and current != only_from:
+                return row
+            if current == to_status and current in FINAL:
+                return row  # a replayed final write: nothing changes
+            if current != to_status and to_status not in TRANSITIONS[current]:
+                reason = "it has finished" if current in FINAL else ""
+                raise TransitionRefused(deployment_id, current, to_status, reason)
+            if to_status == PUBLISHING and not (fields.get("artifact") or row.get("artifact")):
+                raise TransitionRefused(deployment_id, current, to_status, "publishing needs an artifact")
+            row.update(fields)
+            if current != to_status:
+                row["status"] = to_status
+                row["finished_at" if to_status in FINAL else f"{to_status}_at"] = _iso(self._clock())
+            if self._tables.replace_entity_if(DEPLOYMENTS_TABLE, row, etag):
+                return row
+        raise RuntimeError(f"deployment {deployment_id} kept changing under concurrent updates")
+
+    def _supersede_queued(self, site: str) -> None:
+        # The newest *unfinished* deployment supersedes: a request that lands just after (or,
+        # with a worker's clock slightly behind, just "before") a finished one is not dropped.
+        unfinished, parameters = _either("status", PHASES)
+        newest = next(self._rows(site, unfinished, parameters, limit=1), None)
+        if newest is None:
+            return
+        older_queued = self._rows(
+            site, "status eq @queued and RowKey gt @newest", {"queued": QUEUED, "newest": newest["RowKey"]}
+        )
+        for row in list(older_queued):
+            self._change(
+                row["deployment_id"],
+                SUPERSEDED,
+                {"superseded_by": newest["deployment_id"]},
+                only_from=QUEUED,
+            )
+
+    def _state(self, site: str, live: bool) -> str:
+        unfinished, parameters = _either("status", PHASES)
+        if next(self._rows(site, unfinished, parameters, limit=1), None) is not None:
+            return DEPLOYING
+        outcomes, parameters = _either("status", OUTCOMES)
+        newest = next(self._rows(site, outcomes, parameters, limit=1), None)
+        if newest is None:
+            return DEPLOYED if live else UNDEPLOYED
+        return DEPLOYED if newest["status"] == SUCCEEDED else DEPLOYMENT_FAILED
+
+    def _refresh_site(self, site: str) -> None:
+        # The site row's ETag is read before the deployments are, so a state computed from an
+        # older look at the deployments cannot overwrite one computed from a newer look.
+        def restate(row: dict[str, Any]) -> dict[str, Any] | None:
+            state = self._state(site, bool(row.get("live_deployment_id")))
+            if row.get("state") == state:
+                return None
+            row["state"] = state
+            return row
+
+        self._update_site(site, restate)
+
+    def _update_site(
+        self, site: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+    ) -> dict[str, Any] | None:
+        """Apply ``change`` to the site row (created UNDEPLOYED when missing) until it lands;
+        None when ``change`` left it alone."""
+        for _ in range(20):
+            found = self._tables.get_entity_etag(SITES_TABLE, SITE_PARTITION, site)
+            if found is None:
+                self._tables.create_entity(
+                    SITES_TABLE, {"PartitionKey": SITE_PARTITION, "RowKey": site, "state": UNDEPLOYED}
+                )
+                continue
+            row, etag = found
+            updated = change(dict(row))
+            if updated is None:
+                return None
+            updated["updated_at"] = _iso(self._clock())
+            # Table storage cannot store None: a property set to None is dropped from the row.
+            updated = {key: value for key, value in updated.items() if value is not None}
+            if self._tables.replace_entity_if(SITES_TABLE, updated, etag):
+                return updated
+        raise RuntimeError(f"site {site} kept changing under concurrent updates")
+
+    @staticmethod
+    def _check_owner(site: str, deployment_id: str) -> None:
+        _check_site(site)
+        if deployment_site(deployment_id) != site:
+            raise DeploymentNotFound(f"deployment {deployment_id} is not one of {site}")
+
+
+def _check_site(site: str) -> None:
+    if not valid_site_name(site):
+        raise DeployRequestInvalid("site", "must be 2-40 lowercase letters, digits and hyphens")
