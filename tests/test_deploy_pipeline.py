@@ -1,0 +1,236 @@
+"""The deployment orchestration through the real Durable replay code, with real storage
+(Azurite), a real local static host served over HTTP, real builds and a real git remote."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+import httpx
+import pytest
+from azure.storage.blob import BlobServiceClient
+from gitrepos import Repo
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from slipway.adapters.blobs import BlobStore
+from slipway.adapters.local_sites import SITES_PATH, LocalSitesApp, LocalSitesPublisher
+from slipway.bootstrap import build_services
+from slipway.config import load_settings
+from slipway.deploy.build import BuildLimits
+from slipway.deploy.cache import DependencyCache
+from slipway.deploy.pipeline import ARTIFACTS_CONTAINER, DeployPipeline
+from slipway.deploy.records import DeploymentRecord, DeploymentRequest, DeploymentStore
+from slipway.functions.deployments import ORCHESTRATOR, deployments_blueprint
+from slipway.local.durable import DurableHarness, VirtualClock
+
+SITES = Path(__file__).parent / "fixtures" / "sites"
+FAILING_TEST = 'console.error("expected 2, got 3"); process.exit(1);\n'
+
+
+@dataclass
+class Deployer:
+    store: DeploymentStore
+    blobs: BlobStore
+    pipeline: DeployPipeline
+    harness: DurableHarness
+    workspace: Path
+    work_root: Path
+    url: str
+    client: httpx.Client
+
+    def workspace_site(self, fixture: str, files: dict[str, str] | None = None) -> str:
+        """A copy of a fixture site in the workspace, some files replaced; its folder name."""
+        folder = f"{fixture}-{uuid.uuid4().hex[:6]}"
+        shutil.copytree(SITES / fixture, self.workspace / folder)
+        for name, content in (files or {}).items():
+            (self.workspace / folder / name).write_text(content)
+        return folder
+
+    def deploy(self, site: str, **fields: Any) -> DeploymentRecord:
+        record = self.store.create(DeploymentRequest(site=site, requested_by="test", **fields))
+        self.harness.start_new(ORCHESTRATOR, record.id, {"deployment_id": record.id})
+        asyncio.run(self.harness.run_until_idle())
+        status = self.harness.get_status(record.id)
+        assert status is not None and status["runtimeStatus"] == "Completed", status
+        return self.store.get(record.id)
+
+    def served(self, site: str, path: str = "") -> httpx.Response:
+        return self.client.get(f"{SITES_PATH}/{site}/{path}")
+
+    def live(self, site: str) -> str | None:
+        return self.served(site, ".well-known/slipway-deploy.json").json()["deployment"]
+
+
+@pytest.fixture
+def deployer(base_env: dict[str, str], tmp_path: Path, live_server: type) -> Iterator[Deployer]:
+    services = build_services(load_settings(base_env))
+    store = DeploymentStore(services.tables)
+    blobs = BlobStore(BlobServiceClient.from_connection_string(base_env["AzureWebJobsStorage"]))
+    sites_dir = tmp_path / "sites"
+    host = Starlette(routes=[Mount(SITES_PATH, LocalSitesApp(sites_dir))])
+    with live_server(host) as server, server.client() as client:
+        pipeline = DeployPipeline(
+            store,
+            blobs,
+            LocalSitesPublisher(sites_dir, server.url),
+            tmp_path / "deploys",
+            DependencyCache(tmp_path / "cache"),
+            workspace_root=services.settings.workspace_dir,
+            limits=BuildLimits(install_timeout=60, test_timeout=60, build_timeout=60),
+            verify_timeout=1.0,
+            verify_interval=0.1,
+            publish_timeout=30,
+        )
+        app = func.FunctionApp()
+        app.register_functions(deployments_blueprint(pipeline))
+        yield Deployer(
+            store,
+            blobs,
+            pipeline,
+            DurableHarness(app, clock=VirtualClock()),
+            services.settings.workspace_dir,
+            tmp_path / "deploys",
+            server.url,
+            client,
+        )
+
+
+def _site() -> str:
+    return f"site-{uuid.uuid4().hex[:8]}"
+
+
+def test_a_static_site_deploys_and_is_served_with_a_deploy_file_naming_the_deployment(
+    deployer: Deployer,
+) -> None:
+    site = _site()
+    done = deployer.deploy(site, source="workspace", folder=deployer.workspace_site("static"))
+
+    assert (done.status, done.error) == ("succeeded", None)
+    page = deployer.served(site)
+    assert page.status_code == 200 and "Hello from a plain static site" in page.text
+    assert deployer.live(site) == done.id
+    assert set(done.durations_ms) == {"queued", "building", "publishing", "verifying"}
+    assert done.artifact is not None and done.artifact.blob_name == f"{site}/{done.artifact.sha256}.zip"
+    assert deployer.blobs.get(ARTIFACTS_CONTAINER, done.artifact.blob_name) is not None
+    state = deployer.store.get_site(site)
+    assert (state.state, state.live_deployment_id, state.publisher) == ("DEPLOYED", done.id, None)
+    assert not (deployer.work_root / done.id).exists()  # the work folder is gone
+
+
+def test_an_npm_project_is_tested_built_and_its_output_deployed(deployer: Deployer) -> None:
+    site = _site()
+    done = deployer.deploy(site, source="workspace", folder=deployer.workspace_site("npm-build"))
+
+    assert (done.status, done.error) == ("succeeded", None)
+    assert "<h1>Built by Node</h1>" in deployer.served(site).text
+    assert deployer.served(site, "robots.txt").text.startswith("User-agent")
+    assert deployer.served(site, "package.json").status_code == 404  # only dist/ is published
+    log = "\n".join(deployer.pipeline.logs[done.id])
+    assert "tests passed" in log and "built dist/index.html" in log
+
+
+def test_a_deployment_whose_tests_fail_ends_failed_and_the_previous_one_stays_live(
+    deployer: Deployer,
+) -> None:
+    site = _site()
+    first = deployer.deploy(site, source="workspace", folder=deployer.workspace_site("npm-build"))
+    broken = deployer.workspace_site("npm-build", {"test.js": FAILING_TEST, "page.js": "broken"})
+    second = deployer.deploy(site, source="workspace", folder=broken)
+
+    assert first.status == "succeeded"
+    assert (second.status, second.step) == ("failed", "test")
+    assert second.error is not None and "expected 2, got 3" in second.error
+    assert second.artifact is None
+    assert deployer.live(site) == first.id
+    assert "<h1>Built by Node</h1>" in deployer.served(site).text
+    state = deployer.store.get_site(site)
+    assert (state.state, state.live_deployment_id) == ("DEPLOYMENT_FAILED", first.id)
+
+
+def test_a_deployment_that_fails_verification_is_rolled_back_to_the_previous_artifact(
+    deployer: Deployer,
+) -> None:
+    site = _site()
+    first = deployer.deploy(site, source="workspace", folder=deployer.workspace_site("static"))
+    changed = deployer.workspace_site("static", {"index.html": "<h1>Oops, wrong page</h1>"})
+    second = deployer.deploy(
+        site, source="workspace", folder=changed, verify_path="/", verify_text="Hello from"
+    )
+
+    assert second.status == "rolled_back"
+    assert second.error is not None
+    assert "does not contain 'Hello from'" in second.error and f"rolled back to {first.id}" in second.error
+    assert "Hello from a plain static site" in deployer.served(site).text
+    assert deployer.live(site) == first.id
+    state = deployer.store.get_site(site)
+    assert (state.state, state.live_deployment_id, state.publisher) == ("DEPLOYMENT_FAILED", first.id, None)
+    assert state.live_artifact == first.artifact
+
+
+def test_a_first_deployment_that_fails_verification_has_nothing_to_roll_back_to_and_fails(
+    deployer: Deployer,
+) -> None:
+    site = _site()
+    done = deployer.deploy(
+        site, source="workspace", folder=deployer.workspace_site("static"), verify_text="not on the page"
+    )
+
+    assert done.status == "failed"
+    assert done.error is not None and "no earlier good deployment" in done.error
+
+
+def test_a_git_source_is_cloned_at_its_branch_and_its_commit_recorded(
+    deployer: Deployer, tmp_path: Path
+) -> None:
+    repo = Repo(tmp_path / "repo")
+    repo.write_many({path.name: path.read_bytes() for path in (SITES / "static").iterdir()})
+    commit = repo.commit_push("site")
+    site = _site()
+    done = deployer.deploy(site, source="git", repository=repo.url, ref="main")
+
+    assert (done.status, done.commit_sha) == ("succeeded", commit)
+    assert "Hello from a plain static site" in deployer.served(site).text
+    assert deployer.served(site, ".git/HEAD").status_code == 404
+    deploy_file = deployer.served(site, ".well-known/slipway-deploy.json").json()
+    assert (deploy_file["deployment"], deploy_file["commit"]) == (done.id, commit)
+
+    repo.write("index.html", "<h1>second</h1>")
+    repo.commit_push("second")
+    pinned = deployer.deploy(site, source="git", repository=repo.url, ref=commit)
+    assert (pinned.status, pinned.commit_sha) == ("succeeded", commit)
+
+
+def test_a_workspace_folder_outside_the_workspace_is_refused(deployer: Deployer, tmp_path: Path) -> None:
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "index.html").write_text("secret")
+    site = _site()
+    done = deployer.deploy(site, source="workspace", folder="link")  # a link out of the workspace
+    assert (done.status, done.error) == ("failed", "the workspace has no folder 'link'")
+    (deployer.workspace / "link").symlink_to(tmp_path / "outside")
+    done = deployer.deploy(site, source="workspace", folder="link")
+    assert (done.status, done.step) == ("failed", "prepare")
+    assert done.error == "the folder 'link' is outside the workspace"
+
+
+def test_a_deployment_canceled_as_it_starts_finishes_canceled_and_publishes_nothing(
+    deployer: Deployer,
+) -> None:
+    site = _site()
+    folder = deployer.workspace_site("static")
+    record = deployer.store.create(
+        DeploymentRequest(site=site, requested_by="test", source="workspace", folder=folder)
+    )
+    deployer.harness.start_new(ORCHESTRATOR, record.id, {"deployment_id": record.id})
+    deployer.harness.raise_event(record.id, "cancel", None)
+    asyncio.run(deployer.harness.run_until_idle())
+
+    done = deployer.store.get(record.id)
+    assert (done.status, done.error, done.artifact) == ("canceled", "canceled while running", None)
+    assert deployer.served(site).status_code == 404
