@@ -32,3 +32,6 @@ RUN_STEPS_TABLE = "SlipwayRunSteps"
 RUN_LOGS_TABLE = "SlipwayRunLogs"
 RUNS_QUEUE = "slipway-runs"
 DEPLOYMENTS_TABLE, SITES_TABLE = "SlipwayDeployments", "SlipwaySites"  # deploy records
+
+# Blob containers.
+ARTIFACTS_CONTAINER = "slipway-artifacts"

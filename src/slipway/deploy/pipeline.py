@@ -51,10 +51,10 @@ from slipway.deploy.records import (
     DeploymentStore,
     deployment_site,
 )
+from slipway.names import ARTIFACTS_CONTAINER
 
 __all__ = ["ARTIFACTS_CONTAINER", "DeployPipeline", "HttpGet", "SourceRejected"]
 
-ARTIFACTS_CONTAINER = "slipway-artifacts"
 HttpGet = Callable[[str, float], tuple[int, str]]  # (url, timeout) -> (status, body)
 _GIT_TIMEOUT = 300.0
 _OUTPUT_FILE = "output.json"  # the build's output folder, for the package step

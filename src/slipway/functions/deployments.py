@@ -102,8 +102,11 @@ def deployments_blueprint(pipeline: DeployPipeline) -> df.Blueprint:
         except _Canceled:
             status, error = "canceled", "canceled while running"
         context.set_custom_status({"status": status})
-        final = yield context.call_activity(
-            FINISH_ACTIVITY, {"deployment_id": deployment_id, "status": status, "error": error}
+        # Retried: a finish lost to a storage blip would leave the deployment unfinished for good.
+        final = yield context.call_activity_with_retry(
+            FINISH_ACTIVITY,
+            _NETWORK_RETRY,
+            {"deployment_id": deployment_id, "status": status, "error": error},
         )
         return final
 
