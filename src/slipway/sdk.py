@@ -28,12 +28,10 @@ Example (shipped as ``workflows/hello.py`` in a new workspace)::
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import inspect
 import os
 import selectors
-import signal
 import subprocess
 import sys
 import time
@@ -41,6 +39,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+from slipway.processes import kill_process_group
 
 __all__ = [
     "Param",
@@ -359,7 +359,7 @@ def shell(
             if stop_reason is None:
                 stop_reason = _stop_reason(runtime, started, timeout)
                 if stop_reason is not None:
-                    _kill_group(process)
+                    kill_process_group(process, grace=_KILL_GRACE_SECONDS)
             elif process.poll() is not None:
                 # Stopped: a process outside the group may hold the pipes open; stop reading.
                 break
@@ -367,7 +367,7 @@ def shell(
     finally:
         selector.close()
         if process.poll() is None:
-            _kill_group(process)
+            kill_process_group(process, grace=_KILL_GRACE_SECONDS)
             process.wait()
         process.stdout.close()
         process.stderr.close()
@@ -387,19 +387,3 @@ def _stop_reason(runtime: StepRuntime | None, started: float, timeout: float | N
     if runtime is None:
         return None
     return runtime.should_stop()
-
-
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the command's process group, then SIGKILL whatever is left after a grace period."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + _KILL_GRACE_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    # Children that ignored SIGTERM, or outlived the group leader, are killed too.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)

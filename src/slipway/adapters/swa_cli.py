@@ -22,7 +22,6 @@ import contextlib
 import os
 import queue
 import re
-import signal
 import subprocess
 import threading
 import time
@@ -38,6 +37,7 @@ from slipway.adapters.staticwebapps import (
     SiteNotFound,
     StaticWebAppsManager,
 )
+from slipway.processes import kill_process_group
 
 TOKEN_VARIABLE = "SWA_CLI_DEPLOYMENT_TOKEN"  # noqa: S105 (the name of the variable, not a token)
 ENVIRONMENT = "production"
@@ -178,7 +178,6 @@ def _read_lines(stream: IO[str], lines: queue.Queue[str | None]) -> None:
 
 def _kill_group(process: subprocess.Popen[str]) -> None:
     """Kills the CLI and everything it started (its uploader), then reaps the CLI."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
+    kill_process_group(process)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=5)

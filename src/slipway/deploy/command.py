@@ -11,15 +11,15 @@ when the command ends).
 from __future__ import annotations
 
 import collections
-import contextlib
 import os
 import selectors
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from slipway.processes import kill_process_group
 
 __all__ = ["CommandResult", "LogSink", "StopCheck", "run_command"]
 
@@ -134,14 +134,14 @@ def run_command(
                 stopped = _stop_reason(now - started, timeout, should_stop)
                 if stopped is not None:
                     sink.write("slipway", f"[stopping the command: {stopped}]")
-                    _kill_group(process, kill_grace)
+                    kill_process_group(process, grace=kill_grace)
             if process.poll() is not None:
                 exited_at = exited_at or now
                 if stopped is not None or now - exited_at > _DRAIN_SECONDS:
                     break
     finally:
         selector.close()
-        _kill_group(process, 0)
+        kill_process_group(process)
         process.wait()
         process.stdout.close()
         process.stderr.close()
@@ -158,17 +158,3 @@ def _stop_reason(elapsed: float, timeout: float | None, should_stop: StopCheck |
         if answer:
             return answer if isinstance(answer, str) else "canceled"
     return None
-
-
-def _kill_group(process: subprocess.Popen[bytes], grace: float) -> None:
-    """SIGTERM the group (when a grace period is given), then SIGKILL whatever is left."""
-    if grace > 0:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)

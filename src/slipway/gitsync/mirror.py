@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slipway.gitsync.changes import BranchNotFound, FetchError, SyncError
+from slipway.processes import kill_process_group
 
 CHUNK = 1024 * 1024
 LOCK_WAIT_SECONDS = 600
@@ -163,11 +163,11 @@ class Git:
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
+            kill_process_group(proc)
             proc.communicate()
             raise TimeoutError(f"git {args[0]} took longer than {timeout:.0f} s") from None
         except BaseException:
-            _kill_group(proc)
+            kill_process_group(proc)
             proc.wait()
             raise
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
@@ -263,11 +263,6 @@ def parse_raw_diff(out: bytes) -> list[RawChange]:
 def _tail(stderr: bytes, lines: int = 4) -> str:
     text = stderr.decode("utf-8", "replace").strip().splitlines()
     return " / ".join(line.strip() for line in text[-lines:] if line.strip()) or "no message"
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 # ---------------------------------------------------------------------------------- fetch
@@ -378,7 +373,7 @@ class BlobStream:
             with contextlib.suppress(OSError):
                 assert self._proc.stdout is not None
                 self._proc.stdout.close()
-            _kill_group(self._proc)
+            kill_process_group(self._proc)
         self._proc.wait()
         self._feeder.join(timeout=5)
 
