@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from azure.core import MatchConditions
@@ -12,6 +12,10 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
 from slipway.adapters.responses import response_versions
+
+
+class EntityNotFound(LookupError):
+    """The row to update does not exist."""
 
 
 class TableStore:
@@ -66,6 +70,33 @@ class TableStore:
             return True
         except (ResourceModifiedError, ResourceNotFoundError):
             return False
+
+    def update_entity_with(
+        self,
+        table: str,
+        partition_key: str,
+        row_key: str,
+        change: Callable[[dict[str, Any]], dict[str, Any] | None],
+        *,
+        attempts: int = 20,
+    ) -> dict[str, Any] | None:
+        """Read the row, apply ``change`` and write it back under the ETag read, again until no
+        one else wrote in between. ``change`` returns the row to write, or None to leave it.
+
+        Returns the row written, None when ``change`` left it; raises ``EntityNotFound`` when
+        there is no such row, ``RuntimeError`` when other writers kept winning.
+        """
+        for _ in range(attempts):
+            found = self.get_entity_etag(table, partition_key, row_key)
+            if found is None:
+                raise EntityNotFound(f"{table}/{partition_key}/{row_key}")
+            row, etag = found
+            updated = change(dict(row))
+            if updated is None:
+                return None
+            if self.replace_entity_if(table, updated, etag):
+                return updated
+        raise RuntimeError(f"{table}/{partition_key}/{row_key} kept changing under concurrent updates")
 
     def delete_entity_if(self, table: str, partition_key: str, row_key: str, etag: str) -> bool:
         try:

@@ -54,7 +54,7 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
-from slipway.adapters.tables import TableStore
+from slipway.adapters.tables import EntityNotFound, TableStore
 from slipway.deploy.detect import PACKAGE_MANAGERS
 from slipway.deploy.errors import (
     DeploymentNotFound,
@@ -643,16 +643,15 @@ class DeploymentStore:
         row_key, site = _parse_id(deployment_id)
         if to_status not in TRANSITIONS:
             raise ValueError(f"unknown deployment status {to_status!r}")
-        for _ in range(20):
-            found = self._tables.get_entity_etag(DEPLOYMENTS_TABLE, site, row_key)
-            if found is None:
-                raise DeploymentNotFound(f"no deployment has the id {deployment_id!r}")
-            row, etag = found
+        unchanged: dict[str, Any] = {}
+
+        def move(row: dict[str, Any]) -> dict[str, Any] | None:
             current = row["status"]
-            if only_from is not None and current != only_from:
-                return row
-            if current == to_status and current in FINAL:
-                return row  # a replayed final write: nothing changes
+            if (only_from is not None and current != only_from) or (
+                current == to_status and current in FINAL
+            ):
+                unchanged.update(row)  # not ours to move, or a replayed final write
+                return None
             if current != to_status and to_status not in TRANSITIONS[current]:
                 reason = "it has finished" if current in FINAL else ""
                 raise TransitionRefused(deployment_id, current, to_status, reason)
@@ -662,9 +661,13 @@ class DeploymentStore:
             if current != to_status:
                 row["status"] = to_status
                 row["finished_at" if to_status in FINAL else f"{to_status}_at"] = _iso(self._clock())
-            if self._tables.replace_entity_if(DEPLOYMENTS_TABLE, row, etag):
-                return row
-        raise RuntimeError(f"deployment {deployment_id} kept changing under concurrent updates")
+            return row
+
+        try:
+            written = self._tables.update_entity_with(DEPLOYMENTS_TABLE, site, row_key, move)
+        except EntityNotFound:
+            raise DeploymentNotFound(f"no deployment has the id {deployment_id!r}") from None
+        return written if written is not None else unchanged
 
     def _supersede_queued(self, site: str) -> None:
         # The newest *unfinished* deployment supersedes: a request that lands just after (or,
@@ -711,23 +714,23 @@ class DeploymentStore:
     ) -> dict[str, Any] | None:
         """Apply ``change`` to the site row (created UNDEPLOYED when missing) until it lands;
         None when ``change`` left it alone."""
-        for _ in range(20):
-            found = self._tables.get_entity_etag(SITES_TABLE, SITE_PARTITION, site)
-            if found is None:
-                self._tables.create_entity(
-                    SITES_TABLE, {"PartitionKey": SITE_PARTITION, "RowKey": site, "state": UNDEPLOYED}
-                )
-                continue
-            row, etag = found
-            updated = change(dict(row))
+
+        def stamped(row: dict[str, Any]) -> dict[str, Any] | None:
+            updated = change(row)
             if updated is None:
                 return None
             updated["updated_at"] = _iso(self._clock())
             # Table storage cannot store None: a property set to None is dropped from the row.
-            updated = {key: value for key, value in updated.items() if value is not None}
-            if self._tables.replace_entity_if(SITES_TABLE, updated, etag):
-                return updated
-        raise RuntimeError(f"site {site} kept changing under concurrent updates")
+            return {key: value for key, value in updated.items() if value is not None}
+
+        for _ in range(2):
+            try:
+                return self._tables.update_entity_with(SITES_TABLE, SITE_PARTITION, site, stamped)
+            except EntityNotFound:
+                self._tables.create_entity(
+                    SITES_TABLE, {"PartitionKey": SITE_PARTITION, "RowKey": site, "state": UNDEPLOYED}
+                )
+        raise RuntimeError(f"site {site} kept disappearing while it was updated")
 
     @staticmethod
     def _check_owner(site: str, deployment_id: str) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from slipway.adapters.tables import TableStore
+from slipway.adapters.tables import EntityNotFound, TableStore
 from slipway.engine.errors import RunNotFound
 from slipway.names import RUN_STEPS_TABLE, RUNS_TABLE
 
@@ -109,17 +109,10 @@ class RunStore:
     ) -> dict[str, Any] | None:
         """Apply ``change`` to the run row until it lands; ``change`` returns the new row or
         None to leave it as it is. Returns the row written, or None when nothing was."""
-        for _ in range(20):
-            found = self._tables.get_entity_etag(RUNS_TABLE, RUN_PARTITION, _row_key(run_id))
-            if found is None:
-                raise RunNotFound(f"no run has the id {run_id!r}")
-            row, etag = found
-            updated = change(dict(row))
-            if updated is None:
-                return None
-            if self._tables.replace_entity_if(RUNS_TABLE, updated, etag):
-                return updated
-        raise RuntimeError(f"run {run_id} kept changing under concurrent updates")
+        try:
+            return self._tables.update_entity_with(RUNS_TABLE, RUN_PARTITION, _row_key(run_id), change)
+        except EntityNotFound:
+            raise RunNotFound(f"no run has the id {run_id!r}") from None
 
     def list_runs(
         self, *, workflow: str | None = None, statuses: tuple[str, ...] = (), limit: int = 50
@@ -183,17 +176,10 @@ class RunStore:
         self, run_id: str, step: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
     ) -> bool:
         """Conditionally apply ``change`` to a step row (None from ``change`` means leave it)."""
-        for _ in range(20):
-            found = self._tables.get_entity_etag(RUN_STEPS_TABLE, run_id, step)
-            if found is None:
-                return False
-            row, etag = found
-            updated = change(dict(row))
-            if updated is None:
-                return False
-            if self._tables.replace_entity_if(RUN_STEPS_TABLE, updated, etag):
-                return True
-        raise RuntimeError(f"step {step} of run {run_id} kept changing under concurrent updates")
+        try:
+            return self._tables.update_entity_with(RUN_STEPS_TABLE, run_id, step, change) is not None
+        except EntityNotFound:
+            return False
 
 
 def run_view(row: Mapping[str, Any], steps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
