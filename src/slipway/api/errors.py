@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from slipway.engine.errors import EngineError
+from slipway.errors import DomainError
 from slipway.gitsync.service import GitSyncError
 from slipway.workspace import errors
 from slipway.workspace.errors import WorkspaceError
@@ -79,8 +79,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _gitsync_error(_: Request, exc: GitSyncError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message)
 
-    @app.exception_handler(EngineError)
-    async def _engine_error(_: Request, exc: EngineError) -> JSONResponse:
+    @app.exception_handler(DomainError)
+    async def _domain_error(_: Request, exc: DomainError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message)
 
     @app.exception_handler(WorkspaceError)

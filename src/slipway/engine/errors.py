@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
+from slipway.errors import DomainError
 
-class EngineError(Exception):
-    """Base class: ``code`` is the stable machine-readable name shown to API clients."""
 
+class EngineError(DomainError):
     code = "engine_error"
-    status = 400
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class WorkflowNotFound(EngineError):
