@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from fakes import LoopbackServer
+from fakes import LoopbackServer, send_json
 
 TOKEN = "fake-arm-access-token"  # the only bearer token this ARM accepts
 PRINCIPAL = "0d5c2f6e-1111-4a4a-9b9b-5e1f0c0ffee0"
@@ -240,17 +240,7 @@ def _handler(fake: FakeArm) -> type[BaseHTTPRequestHandler]:
                 else:
                     status, payload, extra = fake.handle(self.command, parts.path, query, body)
             headers.update(extra)
-            data = b"" if payload is None else json.dumps(payload).encode()
-            if data:
-                headers["Content-Type"] = "application/json; charset=utf-8"
-            try:
-                self.send_response(status)
-                for key, value in {**headers, "Content-Length": str(len(data))}.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
+            send_json(self, status, payload, headers)
 
         do_GET = do_PUT = do_POST = _serve
 

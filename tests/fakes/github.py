@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from fakes import LoopbackServer
+from fakes import LoopbackServer, send_json
 
 DOCS = "https://docs.github.com/rest"
 _ROUTE = re.compile(r"/repos/(?P<owner>[^/]+)/(?P<name>[^/]+)(?P<rest>/.*)?")
@@ -228,17 +228,7 @@ def _handler(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                     )
                 headers.update({"X-RateLimit-Reset": str(reset), "X-GitHub-Request-Id": "F4KE:1", **extra})
                 fake.requests.append((self.command, self.path, status))
-            data = b"" if payload is None else json.dumps(payload).encode()
-            if data:
-                headers["Content-Type"] = "application/json; charset=utf-8"
-            try:
-                self.send_response(status)
-                for key, value in {**headers, "Content-Length": str(len(data))}.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client timed out and left
+            send_json(self, status, payload, headers)
 
         do_GET = do_POST = do_DELETE = _serve
 
