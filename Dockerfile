@@ -26,6 +26,7 @@ ENV AzureWebJobsScriptRoot=/home/site/wwwroot \
     PYTHON_THREADPOOL_THREAD_COUNT=16 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/home \
     SLIPWAY_WORKSPACE_DIR=/workspace \
     SLIPWAY_TEMP_DIR=/mnt/temp \
     SLIPWAY_WEB_DIR=/home/site/wwwroot/web/dist \
@@ -45,6 +46,26 @@ RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm \
     && ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx \
     && ln -s ../lib/node_modules/corepack/dist/corepack.js /usr/local/bin/corepack \
     && node --version && npm --version
+
+# The Static Web Apps CLI uploads deployments to Azure (`swa deploy`). Pinned exactly: versions
+# before 2.0.9 exit 0 when the upload fails. --ignore-scripts skips the one install script in its
+# tree, keytar's (a native keychain for `swa login`, never loaded when a deployment token is
+# given). Its StaticSitesClient uploader is then fetched here, not during a deployment, by the
+# CLI's own code: the release metadata at https://aka.ms/swalocaldeploy, the "stable" uploader it
+# names, checked against the SHA-256 it gives and recorded in
+# $HOME/.swa/deploy/StaticSitesClient.json. `swa deploy` looks there (HOME=/home, as the
+# Functions base image and App Service set it) and downloads again only once Microsoft moves
+# "stable" to a newer build.
+RUN npm install --global --ignore-scripts --no-audit --no-fund --loglevel=error \
+        @azure/static-web-apps-cli@2.0.10 \
+    && NO_UPDATE_NOTIFIER=1 swa --version \
+    && node --input-type=module -e " \
+        const client = '/usr/local/lib/node_modules/@azure/static-web-apps-cli/dist/core/deploy-client.js'; \
+        const { binary, buildId } = await (await import(client)).getDeployClientPath(); \
+        console.log('StaticSitesClient', buildId, binary);" \
+    && test -f /home/.swa/deploy/StaticSitesClient.json \
+    && npm cache clean --force \
+    && rm -rf /home/.npm
 
 # Dependencies first, from pyproject.toml alone, so a source change does not reinstall them.
 WORKDIR /opt/slipway

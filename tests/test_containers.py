@@ -85,6 +85,33 @@ def test_the_image_builds_the_ui_apart_and_sets_only_known_settings() -> None:
     assert not {s.env for s in SETTINGS if s.secret} & set(env)  # no secrets baked in
 
 
+def final_stage_runs() -> list[str]:
+    """The RUN instructions of the Dockerfile's final stage, continuation lines joined."""
+    text = (REPO_ROOT / "Dockerfile").read_text(encoding="utf-8").replace("\\\n", " ")
+    final = text.rsplit("\nFROM ", 1)[1]
+    return [line[4:] for line in final.splitlines() if line.startswith("RUN ")]
+
+
+def test_the_image_pins_the_static_web_apps_cli_and_prefetches_its_uploader() -> None:
+    runs = final_stage_runs()
+    (install,) = [run for run in runs if "@azure/static-web-apps-cli@" in run]
+    (version,) = re.findall(r"@azure/static-web-apps-cli@(\S+)", install)
+    # An exact version: CLI versions before 2.0.9 exit 0 when an upload fails, so a range that
+    # could resolve to one of them, or an unpinned install, would report failed deploys as done.
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version), f"pin an exact version, not {version!r}"
+    assert tuple(int(part) for part in version.split(".")) >= (2, 0, 9)
+    assert "npm install --global" in install and "--no-audit --no-fund" in install
+    assert "npm cache clean --force" in install  # in the same layer: no npm cache in the image
+    # Node is there before the CLI is installed (the symlinks of npm come from the node stage).
+    assert runs.index(install) > next(i for i, run in enumerate(runs) if "npm-cli.js" in run)
+    # The uploader is fetched at build time by the CLI's own code into $HOME/.swa/deploy, where
+    # `swa deploy` looks for it, and the build fails if it is not there.
+    assert "getDeployClientPath()" in install
+    assert "test -f /home/.swa/deploy/StaticSitesClient.json" in install
+    assert image_env()["HOME"] == "/home"
+    assert {s.env: s for s in SETTINGS}["SLIPWAY_SWA_CLI"].default == "swa"  # the CLI's bin name
+
+
 def test_the_docker_build_context_holds_what_the_dockerfile_copies_and_nothing_else() -> None:
     ignore = (REPO_ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
     included = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
@@ -136,6 +163,9 @@ def test_the_dev_compose_file_mounts_and_publishes_what_the_settings_name() -> N
     assert env["SLIPWAY_TEMP_DIR"] in mounts and not env["SLIPWAY_TEMP_DIR"].startswith("/tmp")
     state = [target for target in mounts if env["SLIPWAY_SECRETS_FILE"].startswith(target + "/")]
     assert state and env["SLIPWAY_GIT_DIR"].startswith(state[0] + "/")  # secrets and mirror survive restarts
+    assert env["SLIPWAY_DEPLOY_CACHE_DIR"].startswith(state[0] + "/")  # the dependency cache too
+    assert not any(env["SLIPWAY_DEPLOY_DIR"].startswith(target + "/") for target in mounts)  # local disk
+    assert env["SLIPWAY_LOCAL_SITES_URL"] == "http://127.0.0.1:80"  # the host's port in the container
     assert f"127.0.0.1:{env['DEBUG_PORT']}:{env['DEBUG_PORT']}" in app["ports"]
     assert "127.0.0.1:7071:80" in app["ports"]
     assert all(port.startswith("127.0.0.1:") for port in app["ports"])  # dev principal: local only

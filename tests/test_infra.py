@@ -82,6 +82,14 @@ STATIC_WEB_APPS_ACTIONS = {
     "Microsoft.Web/locations/operationResults/read",
     "Microsoft.Resources/subscriptions/resourceGroups/read",
 }
+# The ARM operations the deploy pipeline performs (slipway.adapters.staticwebapps): read a site,
+# create one, read its deployment token (POST listSecrets) and follow a long-running create.
+STATIC_WEB_APPS_OPERATIONS = {
+    "Microsoft.Web/staticSites/read",
+    "Microsoft.Web/staticSites/write",
+    "Microsoft.Web/staticSites/listSecrets/action",
+    "Microsoft.Web/locations/operationResults/read",
+}
 
 # Settings Slipway reads that the template leaves out on purpose, because the code's default
 # is the right value in Azure.
@@ -97,6 +105,12 @@ DEFAULTED_IN_AZURE = {
     "DEBUG_WAIT_FOR_CLIENT": "false",
     # The local static host: in Azure the Static Web Apps serve the sites.
     "SLIPWAY_LOCAL_SITES_DIR": "",
+    "SLIPWAY_LOCAL_SITES_URL": "",
+    # The image installs the Static Web Apps CLI as `swa` on the PATH.
+    "SLIPWAY_SWA_CLI": "swa",
+    # Builds and their dependency cache on the container's own disk, never on a share.
+    "SLIPWAY_DEPLOY_DIR": "/tmp/slipway/deploy",
+    "SLIPWAY_DEPLOY_CACHE_DIR": "/tmp/slipway/deploy-cache",
 }
 # Settings that must not be in the app settings at all.
 FORBIDDEN_SETTINGS = {
@@ -114,6 +128,8 @@ PLATFORM_SETTINGS = {
 }
 # App settings that are secrets although Slipway does not read them.
 PLATFORM_SECRETS = {"WEBSITE_CONTENTAZUREFILECONNECTIONSTRING"}
+# GUIDs that identify rather than authorize: exempt from the looks-like-a-secret check.
+IDENTIFIERS = {"SLIPWAY_SWA_SUBSCRIPTION_ID"}
 KEY_VAULT_REFERENCE = re.compile(
     r"^@Microsoft\.KeyVault\(SecretUri=https://[a-z0-9-]+\.vault\.azure\.net/secrets/[a-z0-9-]+\)$"
 )
@@ -345,7 +361,11 @@ class Evaluator:
         if name == "resourceGroup":
             return {"id": self.RESOURCE_GROUP_ID, "location": "westeurope", "name": "slipway-rg"}
         if name == "subscription":
-            return {"id": "/subscriptions/00000000-0000-0000-0000-000000000000", "tenantId": "tenant"}
+            return {
+                "id": "/subscriptions/00000000-0000-0000-0000-000000000000",
+                "subscriptionId": "00000000-0000-0000-0000-000000000000",
+                "tenantId": "tenant",
+            }
         if name == "environment":
             return {"suffixes": {"keyvaultDns": ".vault.azure.net", "storage": "core.windows.net"}}
         if name == "resourceId":
@@ -677,6 +697,12 @@ def test_the_app_identity_gets_exactly_the_roles_it_needs() -> None:
     custom = only("Microsoft.Authorization/roleDefinitions")
     (permissions,) = custom["properties"]["permissions"]
     assert set(permissions["actions"]) == STATIC_WEB_APPS_ACTIONS and not permissions["dataActions"]
+    assert not permissions["notActions"]
+    for operation in STATIC_WEB_APPS_OPERATIONS:  # Azure RBAC: * matches any run of characters
+        assert any(
+            re.fullmatch(re.escape(action).replace(r"\*", ".*"), operation, flags=re.IGNORECASE)
+            for action in permissions["actions"]
+        ), operation
     assert custom["properties"]["assignableScopes"] == ["[resourceGroup().id]"]
     assert custom["properties"]["type"] == "CustomRole"
     granted: dict[str, set[str]] = {}
@@ -808,8 +834,17 @@ def test_settings_have_the_values_right_for_azure() -> None:
         "SLIPWAY_ADMINS": example_parameters()["admins"],
         "SLIPWAY_EDITORS": "",
         "SLIPWAY_READERS": "",
+        # Deployments publish to Static Web Apps in the template's own resource group.
+        "SLIPWAY_SWA_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000000",
+        "SLIPWAY_SWA_RESOURCE_GROUP": "slipway-rg",
+        "SLIPWAY_SWA_CREATE_SITES": "true",
+        "SLIPWAY_SWA_LOCATION": evaluate("[parameters('staticWebAppLocation')]"),
+        "SLIPWAY_SWA_SKU": "Free",
     }
     assert {k: settings[k] for k in expected} == expected
+    appsettings = only("Microsoft.Web/sites/config", "/appsettings")["properties"]
+    standard = Evaluator(template(), {"siteSku": "Standard"}).value(appsettings)
+    assert standard["SLIPWAY_SWA_SKU"] == "Standard"  # the siteSku parameter reaches the setting
     vault = evaluate(only("Microsoft.KeyVault/vaults")["name"])
     assert settings["SLIPWAY_KEY_VAULT_URL"] == f"https://{vault}.vault.azure.net/"
     assert isinstance(settings["APPLICATIONINSIGHTS_CONNECTION_STRING"], Opaque)
@@ -835,6 +870,8 @@ def test_no_secret_is_plain_text_in_app_settings() -> None:
                     for s in resources_of("Microsoft.KeyVault/vaults/secrets")
                     if evaluate(s["name"]).endswith("/" + secret_name)
                 ]
+            elif name in IDENTIFIERS:
+                assert value == "00000000-0000-0000-0000-000000000000", f"{name}={value!r}"
             elif isinstance(value, str):
                 assert not LOOKS_LIKE_A_SECRET.search(value), f"{name}={value!r} looks like a secret"
     raw = only("Microsoft.Web/sites/config", "/appsettings")["properties"]
@@ -863,6 +900,16 @@ def test_the_template_settings_are_a_valid_slipway_configuration_in_app_service(
     settings = load_settings(env)
     assert settings.storage.uses_identity and settings.trust_client_principal and not settings.dev_principal
     assert settings.debugging is None and settings.web_dir is None
+    # Deployments publish to Static Web Apps (no local static host), creating sites as needed.
+    azure = settings.deploy.azure
+    assert settings.local_sites_dir is None and azure is not None
+    assert (azure.subscription_id, azure.resource_group) == (
+        "00000000-0000-0000-0000-000000000000",
+        "slipway-rg",
+    )
+    assert (
+        azure.create_sites and azure.location == "westeurope" and azure.sku == "Free" and azure.cli == "swa"
+    )
 
 
 def image_env() -> dict[str, str]:
@@ -899,6 +946,10 @@ def test_mounts_match_the_settings_and_the_image_and_avoid_tmp() -> None:
     }
     assert {m["shareName"] for m in mounts.values()} <= shares
     assert not settings["SLIPWAY_GIT_DIR"].startswith(tuple(by_path)), "the git mirror stays on local disk"
+    defaults = {s.env: s.default for s in SETTINGS}
+    for name in ("SLIPWAY_DEPLOY_DIR", "SLIPWAY_DEPLOY_CACHE_DIR"):  # builds stay on local disk too
+        folder = settings.get(name, defaults[name])
+        assert folder.startswith("/") and not folder.startswith(tuple(by_path)), name
 
 
 def test_outputs_name_the_urls_and_resources_but_no_secret() -> None:

@@ -237,6 +237,100 @@ SETTINGS: tuple[Setting, ...] = (
         default="20",
     ),
     Setting(
+        "SLIPWAY_LOCAL_SITES_URL",
+        "Base URL at which this process serves the local static host, used to verify a "
+        "deployment over HTTP; empty means `http://127.0.0.1:7071`. Only with "
+        "`SLIPWAY_LOCAL_SITES_DIR`.",
+        "http://127.0.0.1:7071",
+        default="",
+    ),
+    Setting(
+        "SLIPWAY_SWA_SUBSCRIPTION_ID",
+        "Azure subscription of the Static Web Apps that deployments publish to. With "
+        "`SLIPWAY_SWA_RESOURCE_GROUP` it makes Azure Static Web Apps the publish target (unless "
+        "`SLIPWAY_LOCAL_SITES_DIR` is set).",
+        "",
+        default="",
+    ),
+    Setting(
+        "SLIPWAY_SWA_RESOURCE_GROUP",
+        "Resource group of those Static Web Apps; the app's identity needs "
+        "`Microsoft.Web/staticSites/*` on it.",
+        "",
+        default="",
+    ),
+    Setting(
+        "SLIPWAY_SWA_CREATE_SITES",
+        "Create a Static Web App for a site that has none yet (else the deployment fails and says so).",
+        "false",
+        default="false",
+    ),
+    Setting(
+        "SLIPWAY_SWA_LOCATION",
+        "Region of the Static Web Apps Slipway creates (westus2, centralus, eastus2, westeurope "
+        "or eastasia).",
+        "westeurope",
+        default="westeurope",
+    ),
+    Setting(
+        "SLIPWAY_SWA_SKU",
+        "Plan of the Static Web Apps Slipway creates: `Free` or `Standard`.",
+        "Free",
+        default="Free",
+    ),
+    Setting(
+        "SLIPWAY_SWA_CLI",
+        "The Static Web Apps CLI executable (`@azure/static-web-apps-cli` 2.0.9 or later) "
+        "that uploads builds.",
+        "swa",
+        default="swa",
+    ),
+    Setting(
+        "SLIPWAY_DEPLOY_DIR",
+        "Local-disk folder for deployment checkouts and builds (never the share: builds on SMB are slow).",
+        "./.dev/deploy",
+        default="/tmp/slipway/deploy",  # noqa: S108 - the container's own local disk
+    ),
+    Setting(
+        "SLIPWAY_DEPLOY_CACHE_DIR",
+        "Local-disk folder of the dependency cache (node_modules keyed on the lockfile hash), "
+        "kept between builds.",
+        "./.dev/deploy-cache",
+        default="/tmp/slipway/deploy-cache",  # noqa: S108 - the container's own local disk
+    ),
+    Setting(
+        "SLIPWAY_DEPLOY_CACHE_ENTRIES",
+        "How many dependency sets the cache keeps (least recently used go first).",
+        "5",
+        default="5",
+    ),
+    Setting(
+        "SLIPWAY_DEPLOY_CONCURRENCY",
+        "How many deployments build at once (different sites; one site always builds and "
+        "publishes one at a time).",
+        "2",
+        default="2",
+    ),
+    Setting(
+        "SLIPWAY_BUILD_TIMEOUT_MINUTES",
+        "Time limit of each of a build's install, test and build commands.",
+        "15",
+        default="15",
+    ),
+    Setting(
+        "SLIPWAY_VERIFY_TIMEOUT_SECONDS",
+        "How long a published deployment may take to be served (its deploy file and verify "
+        "path) before it is rolled back.",
+        "120",
+        default="120",
+    ),
+    Setting(
+        "SLIPWAY_DEPLOY_KEEP",
+        "Artifacts kept per site for rollback (the live and last good one are always kept).",
+        "10",
+        default="10",
+    ),
+    Setting(
         "ENABLE_DEBUGGING",
         "Start debugpy in the worker process at start-up so a debugger (VS Code) can attach "
         "and stop at breakpoints in workspace code. Development only, never in Azure.",
@@ -286,6 +380,33 @@ class DebugSettings:
     host: str
     port: int
     wait_for_client: bool
+
+
+@dataclass(frozen=True)
+class AzureSitesSettings:
+    """Where deployments publish in Azure: Static Web Apps in one resource group."""
+
+    subscription_id: str
+    resource_group: str
+    create_sites: bool
+    location: str
+    sku: str
+    cli: str
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    """The deploy pipeline's folders, limits and publish target (local sites or Azure)."""
+
+    work_dir: Path
+    cache_dir: Path
+    cache_entries: int = 5
+    concurrency: int = 2
+    build_timeout_seconds: float = 900.0
+    verify_timeout_seconds: float = 120.0
+    keep_artifacts: int = 10
+    local_sites_url: str = "http://127.0.0.1:7071"
+    azure: AzureSitesSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -341,6 +462,9 @@ class Settings:
     role_assignments: RoleAssignments = field(default_factory=RoleAssignments)
     run_log_limit_bytes: int = 20 * 1024 * 1024
     debugging: DebugSettings | None = None
+    deploy: DeploySettings = field(
+        default_factory=lambda: DeploySettings(Path("/tmp/slipway/deploy"), Path("/tmp/slipway/deploy-cache"))  # noqa: S108
+    )
 
 
 def _parse_bool(raw: str) -> bool:
@@ -503,6 +627,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         if any(env.get(marker) for marker in _APP_SERVICE_MARKERS):
             problems.append("ENABLE_DEBUGGING=true is refused: this process runs in Azure App Service")
         debugging = DebugSettings(raw("DEBUG_HOST").strip(), debug_port, debug_wait)
+    deploy = _deploy_settings(raw, parsed, problems)
     settings = Settings(
         storage=storage,
         task_hub=task_hub,
@@ -527,7 +652,66 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         role_assignments=role_assignments,
         run_log_limit_bytes=run_log_limit_mb * 1024 * 1024,
         debugging=debugging,
+        deploy=deploy,
     )
     if problems:
         raise SettingsError(problems)
     return settings
+
+
+_SWA_LOCATIONS = ("westus2", "centralus", "eastus2", "westeurope", "eastasia")
+_SUBSCRIPTION = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_RESOURCE_GROUP = re.compile(r"^[-\w._()]{1,90}$")
+
+
+def _deploy_settings(
+    raw: Callable[[str], str], parsed: Callable[[str, Callable[[str], Any], Any], Any], problems: list[str]
+) -> DeploySettings:
+    def at_least_one(name: str, fallback: int) -> int:
+        value = int(parsed(name, _parse_positive_int, fallback))
+        if value < 1:
+            problems.append(f"{name}=0 is malformed: expected at least 1")
+            return fallback
+        return value
+
+    sites_url = "http://127.0.0.1:7071"
+    if raw("SLIPWAY_LOCAL_SITES_URL").strip():
+        sites_url = parsed("SLIPWAY_LOCAL_SITES_URL", _parse_http_url, sites_url)
+    subscription = raw("SLIPWAY_SWA_SUBSCRIPTION_ID").strip()
+    group = raw("SLIPWAY_SWA_RESOURCE_GROUP").strip()
+    create_sites = bool(parsed("SLIPWAY_SWA_CREATE_SITES", _parse_bool, False))
+    location = raw("SLIPWAY_SWA_LOCATION").strip().lower()
+    sku = raw("SLIPWAY_SWA_SKU").strip()
+    azure: AzureSitesSettings | None = None
+    if subscription or group:
+        if not _SUBSCRIPTION.match(subscription):
+            problems.append(
+                f"SLIPWAY_SWA_SUBSCRIPTION_ID={subscription!r} is malformed: expected a subscription id "
+                "(a GUID) when SLIPWAY_SWA_RESOURCE_GROUP is set"
+            )
+        if not _RESOURCE_GROUP.match(group):
+            problems.append(
+                f"SLIPWAY_SWA_RESOURCE_GROUP={group!r} is malformed: expected a resource group name "
+                "when SLIPWAY_SWA_SUBSCRIPTION_ID is set"
+            )
+        if location not in _SWA_LOCATIONS:
+            problems.append(
+                f"SLIPWAY_SWA_LOCATION={location!r} is malformed: Static Web Apps exist in "
+                f"{', '.join(_SWA_LOCATIONS)}"
+            )
+        if sku not in ("Free", "Standard"):
+            problems.append(f"SLIPWAY_SWA_SKU={sku!r} is malformed: expected Free or Standard")
+        azure = AzureSitesSettings(
+            subscription, group, create_sites, location, sku, raw("SLIPWAY_SWA_CLI").strip() or "swa"
+        )
+    return DeploySettings(
+        work_dir=Path(raw("SLIPWAY_DEPLOY_DIR")),
+        cache_dir=Path(raw("SLIPWAY_DEPLOY_CACHE_DIR")),
+        cache_entries=at_least_one("SLIPWAY_DEPLOY_CACHE_ENTRIES", 5),
+        concurrency=at_least_one("SLIPWAY_DEPLOY_CONCURRENCY", 2),
+        build_timeout_seconds=at_least_one("SLIPWAY_BUILD_TIMEOUT_MINUTES", 15) * 60.0,
+        verify_timeout_seconds=float(at_least_one("SLIPWAY_VERIFY_TIMEOUT_SECONDS", 120)),
+        keep_artifacts=at_least_one("SLIPWAY_DEPLOY_KEEP", 10),
+        local_sites_url=sites_url,
+        azure=azure,
+    )
