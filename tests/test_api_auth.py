@@ -108,6 +108,16 @@ class Recipes:
         if path_format.startswith("/api/runs/{run_id}"):
             # A well-formed id of no run: allowed callers get past the guard to the lookup.
             return path_format.replace("{run_id}", "0000000000ff-00000000"), {"expect": {404}}
+        if (method, path_format) == ("POST", "/api/deployments"):
+            # Queued where a publish target is configured; 409 names the missing setting where not.
+            body = {"site": f"matrix-{n}", "source": "workspace", "folder": "matrix"}
+            return path_format, {"json": body, "expect": {409}}
+        if path_format.startswith("/api/deployments/{deployment_id}"):
+            return path_format.replace("{deployment_id}", "0000000000ff-00000000-matrix"), {"expect": {404}}
+        if path_format.startswith("/api/sites/{site}"):
+            # No such site (404); binding one needs a connected repository (409).
+            body = {"branch": "main"} if path_format.endswith("/binding") else {}
+            return path_format.replace("{site}", "no-such-site"), {"json": body, "expect": {404, 409}}
         assert "{" not in path_format, f"add a recipe for {method} {path_format} to the role matrix"
         return path_format, {}
 

@@ -122,6 +122,17 @@ def test_a_static_site_deploys_and_is_served_with_a_deploy_file_naming_the_deplo
     state = deployer.store.get_site(site)
     assert (state.state, state.live_deployment_id, state.publisher) == ("DEPLOYED", done.id, None)
     assert not (deployer.work_root / done.id).exists()  # the work folder is gone
+    steps = {step["name"]: step["status"] for step in done.steps}
+    assert steps == {
+        "checkout": "succeeded",
+        "detect": "succeeded",
+        "install": "skipped",  # a plain static site has nothing to install, test or build
+        "test": "skipped",
+        "build": "skipped",
+        "package": "succeeded",
+        "publish": "succeeded",
+        "verify": "succeeded",
+    }
 
 
 def test_an_npm_project_is_tested_built_and_its_output_deployed(deployer: Deployer) -> None:
@@ -134,6 +145,12 @@ def test_an_npm_project_is_tested_built_and_its_output_deployed(deployer: Deploy
     assert deployer.served(site, "package.json").status_code == 404  # only dist/ is published
     log = "\n".join(deployer.pipeline.logs[done.id])
     assert "tests passed" in log and "built dist/index.html" in log
+    assert [(step["name"], step["status"]) for step in done.steps][2:5] == [
+        ("install", "succeeded"),
+        ("test", "succeeded"),
+        ("build", "succeeded"),
+    ]
+    assert all(step["duration_ms"] is not None for step in done.steps)
 
 
 def test_a_deployment_whose_tests_fail_ends_failed_and_the_previous_one_stays_live(
@@ -148,6 +165,13 @@ def test_a_deployment_whose_tests_fail_ends_failed_and_the_previous_one_stays_li
     assert (second.status, second.step) == ("failed", "test")
     assert second.error is not None and "expected 2, got 3" in second.error
     assert second.artifact is None
+    statuses = {step["name"]: step["status"] for step in second.steps}
+    assert (statuses["install"], statuses["test"], statuses["build"], statuses["publish"]) == (
+        "succeeded",
+        "failed",
+        "skipped",
+        "skipped",
+    )
     assert deployer.live(site) == first.id
     assert "<h1>Built by Node</h1>" in deployer.served(site).text
     state = deployer.store.get_site(site)
@@ -215,7 +239,7 @@ def test_a_workspace_folder_outside_the_workspace_is_refused(deployer: Deployer,
     assert (done.status, done.error) == ("failed", "the workspace has no folder 'link'")
     (deployer.workspace / "link").symlink_to(tmp_path / "outside")
     done = deployer.deploy(site, source="workspace", folder="link")
-    assert (done.status, done.step) == ("failed", "prepare")
+    assert (done.status, done.step) == ("failed", "checkout")
     assert done.error == "the folder 'link' is outside the workspace"
 
 

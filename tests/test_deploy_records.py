@@ -139,7 +139,7 @@ def test_a_request_survives_json_and_leaves_out_what_was_not_given(site: str) ->
         ({"ref": "--upload-pack=evil"}, "ref"),
         ({"ref": "main..dev"}, "ref"),
         ({"ref": "r" * 256}, "ref"),
-        ({"folder": "sites/blog"}, "folder"),
+        ({"folder": "../outside"}, "folder"),
         ({"package_manager": "maven"}, "package_manager"),
         ({"build_command": "npm run build\nrm -rf /"}, "build_command"),
         ({"output_dir": "/var/www"}, "output_dir"),

@@ -54,6 +54,16 @@ def test_function_app_indexes_every_function_with_the_bindings_the_host_expects(
         "workflow_record",
         "workflow_finish",
         "workflow_reaper",
+        "deployment_requested",
+        "deployment_request_poisoned",
+        "deployment_reaper",
+        "deployment_run",
+        "deployment_start",
+        "deployment_build",
+        "deployment_publish",
+        "deployment_verify",
+        "deployment_rollback",
+        "deployment_finish",
     }
 
     catch_all = _bindings(functions["http_app_func"])
@@ -119,6 +129,38 @@ def test_function_app_indexes_every_function_with_the_bindings_the_host_expects(
         ("workflow_step", "request"),
         ("workflow_record", "request"),
         ("workflow_finish", "request"),
+    ]:
+        assert _bindings(functions[activity]) == [
+            {"direction": "IN", "type": "activityTrigger", "name": argument}
+        ]
+
+    deploys = _bindings(functions["deployment_requested"])
+    assert {
+        "direction": "IN",
+        "type": "queueTrigger",
+        "name": "msg",
+        "queueName": "slipway-deploys",
+        "connection": "AzureWebJobsStorage",
+    } in deploys
+    assert {"direction": "IN", "type": "durableClient", "name": "client"} in deploys
+    # A start message that kept failing shows as a failed deployment with the reason.
+    poisoned = next(
+        b for b in _bindings(functions["deployment_request_poisoned"]) if b["type"] == "queueTrigger"
+    )
+    assert poisoned["queueName"] == "slipway-deploys-poison"
+    reaper = _bindings(functions["deployment_reaper"])
+    assert {"direction": "IN", "type": "durableClient", "name": "client"} in reaper
+    assert next(b for b in reaper if b["type"] == "timerTrigger")["schedule"] == "45 * * * * *"
+    assert _bindings(functions["deployment_run"]) == [
+        {"direction": "IN", "type": "orchestrationTrigger", "name": "context"}
+    ]
+    for activity, argument in [
+        ("deployment_start", "deploymentid"),
+        ("deployment_build", "deploymentid"),
+        ("deployment_publish", "deploymentid"),
+        ("deployment_verify", "request"),
+        ("deployment_rollback", "request"),
+        ("deployment_finish", "request"),
     ]:
         assert _bindings(functions[activity]) == [
             {"direction": "IN", "type": "activityTrigger", "name": argument}

@@ -208,7 +208,7 @@ def test_forbidden_names_the_missing_permission_and_leaks_no_token(
     assert error.action == "Microsoft.Web/staticSites/listSecrets/action"
     assert error.required_permission == REQUIRED_PERMISSION == "Microsoft.Web/staticSites/*"
     assert "managed identity" in str(error) and REQUIRED_PERMISSION in str(error)
-    assert "Website Contributor" in str(error) and RG in str(error)
+    assert "Slipway Static Web Apps Contributor" in str(error) and RG in str(error)
     rendered = "".join(traceback.format_exception(error))
     assert TOKEN not in rendered and error.__cause__ is None
 
@@ -335,7 +335,12 @@ def test_publish_runs_swa_deploy_with_the_token_only_in_its_environment(
     ]
     assert not any(token in arg for arg in seen["argv"])
     assert TOKEN_VARIABLE == "SWA_CLI_DEPLOYMENT_TOKEN" and seen["env"][TOKEN_VARIABLE] == token
-    assert set(seen["env"]) - {"LC_CTYPE"} == {"PATH", "HOME", "SWA_CLI_DEPLOYMENT_TOKEN"}
+    assert set(seen["env"]) - {"LC_CTYPE"} == {
+        "PATH",
+        "HOME",
+        "NO_UPDATE_NOTIFIER",
+        "SWA_CLI_DEPLOYMENT_TOKEN",
+    }
     assert "AzureWebJobsStorage" not in seen["env"] and not any(k.startswith("SLIPWAY_") for k in seen["env"])
     assert seen["cwd"] == str(built)
     assert "Deploying front-end files from folder:" in lines
@@ -403,13 +408,35 @@ def test_a_hanging_cli_is_killed_at_the_timeout_with_everything_it_started(
     assert not any(_running(pid) for pid in pids)
 
 
-def test_publish_to_a_missing_site_runs_nothing(
-    manager: StaticWebAppsManager, built: Path, tmp_path: Path
+def test_publish_to_a_missing_site_runs_nothing_when_sites_may_not_be_created(
+    arm: FakeArm, tls_files: tuple[Path, Path], built: Path, tmp_path: Path
 ) -> None:
     swa, record = stand_in_swa(tmp_path)
-    with pytest.raises(SiteNotFound):
-        SwaCliPublisher(manager, str(swa)).publish("nothing-here", built, log=lambda _: None, timeout=10)
+    with (
+        make_manager(arm, tls_files) as refusing,
+        pytest.raises(SiteNotFound, match="SLIPWAY_SWA_CREATE_SITES"),
+    ):
+        SwaCliPublisher(refusing, str(swa)).publish("nothing-here", built, log=lambda _: None, timeout=10)
     assert not record.exists()
+    assert [method for method, _path, _version in calls(arm)] == ["GET"]
+
+
+def test_publish_to_a_missing_site_creates_it_where_allowed_then_deploys(
+    arm: FakeArm, manager: StaticWebAppsManager, built: Path, tmp_path: Path
+) -> None:
+    swa, record = stand_in_swa(tmp_path)
+    lines: list[str] = []
+    publisher = SwaCliPublisher(manager, str(swa), location="eastus2", sku="Standard")
+
+    result = publisher.publish("brand-new", built, log=lines.append, timeout=30)
+
+    created = arm.site(RG, "brand-new")
+    assert created is not None and result.url == f"https://{created.hostname}"
+    put = next(r for r in arm.requests if r.method == "PUT")
+    assert put.path.endswith("/staticSites/brand-new")
+    assert (put.body["location"], put.body["sku"]["name"]) == ("eastus2", "Standard")
+    assert json.loads(record.read_text())["env"]["SWA_CLI_DEPLOYMENT_TOKEN"] == created.api_key
+    assert lines[0] == "creating static web app brand-new (Standard, eastus2)"
 
 
 def test_a_missing_cli_is_a_publish_error(manager: StaticWebAppsManager, built: Path, tmp_path: Path) -> None:

@@ -26,17 +26,27 @@ from azure.storage.queue import ExponentialRetry, QueueServiceClient
 from slipway.adapters.blobs import BlobStore
 from slipway.adapters.fileshare import ShareSnapshots
 from slipway.adapters.github import GitHubClient
+from slipway.adapters.local_sites import SITES_PATH, LocalSitesPublisher
 from slipway.adapters.queues import QueueBus
 from slipway.adapters.secrets import FileSecretStore, KeyVaultSecretStore, SecretStore
+from slipway.adapters.staticwebapps import Publisher, Sku, StaticWebAppsManager
+from slipway.adapters.swa_cli import SwaCliPublisher
 from slipway.adapters.tables import TableStore
 from slipway.auth import AuthPolicy
 from slipway.config import SecretStoreKind, Settings
+from slipway.deploy.build import BuildLimits
+from slipway.deploy.cache import DependencyCache
+from slipway.deploy.errors import DeployError
+from slipway.deploy.pipeline import DeployPipeline
+from slipway.deploy.records import DeploymentStore
+from slipway.deploy.service import DeploymentService, same_repository
+from slipway.deploy.slots import BuildSlots
 from slipway.engine.execution import CancelWatch, StepExecutor
 from slipway.engine.loader import WorkflowLoader
 from slipway.engine.logs import RunLogStore, RunLogWriter
 from slipway.engine.runs import RunStore
 from slipway.engine.service import WorkflowService
-from slipway.gitsync.connection import ConnectionStore
+from slipway.gitsync.connection import TOKEN_SECRET, ConnectionStore
 from slipway.gitsync.journal import SyncJournal
 from slipway.gitsync.lease import SyncLease
 from slipway.gitsync.pending import PendingRequests
@@ -87,6 +97,8 @@ class Services:
     webhook: WebhookHandler
     workflows: WorkflowService
     step_executor: StepExecutor
+    deployments: DeploymentService
+    deploy_pipeline: DeployPipeline
 
 
 def _credential(settings: Settings) -> TokenCredential:
@@ -174,9 +186,6 @@ def build_services(settings: Settings) -> Services:
         github=lambda token: GitHubClient(token, api_url=settings.github_api_url),
         snapshots=_share_snapshots(settings, credential),
     )
-    webhook = WebhookHandler(
-        secrets=secrets, tables=tables, queues=queues, connections=connections, journal=sync_journal
-    )
     runs = RunStore(tables)
     # Absolute: code objects carry this path, and debuggers match breakpoints against it.
     loader = WorkflowLoader(settings.workspace_dir.absolute(), BlobStore(blob_service))
@@ -184,7 +193,28 @@ def build_services(settings: Settings) -> Services:
     log_writer = RunLogWriter(log_store)
     workflows = WorkflowService(loader, runs, log_store, log_writer, queues, settings.temp_dir)
     step_executor = StepExecutor(loader, runs, log_writer, CancelWatch(runs), settings.temp_dir)
+    deployments, deploy_pipeline = _deployments(
+        settings,
+        tables,
+        queues,
+        secrets,
+        BlobStore(blob_service),
+        connections,
+        log_store,
+        log_writer,
+        credential,
+    )
+    webhook = WebhookHandler(
+        secrets=secrets,
+        tables=tables,
+        queues=queues,
+        connections=connections,
+        journal=sync_journal,
+        on_push=deployments.on_push,
+    )
     return Services(
+        deployments=deployments,
+        deploy_pipeline=deploy_pipeline,
         settings=settings,
         workflows=workflows,
         step_executor=step_executor,
@@ -198,6 +228,82 @@ def build_services(settings: Settings) -> Services:
         health=health,
         workspace=workspace,
     )
+
+
+def _deployments(
+    settings: Settings,
+    tables: TableStore,
+    queues: QueueBus,
+    secrets: SecretStore,
+    blobs: BlobStore,
+    connections: ConnectionStore,
+    log_store: RunLogStore,
+    log_writer: RunLogWriter,
+    credential: TokenCredential | None,
+) -> tuple[DeploymentService, DeployPipeline]:
+    """The deploy pipeline and its service, publishing to the local static host when
+    ``SLIPWAY_LOCAL_SITES_DIR`` is set, else to Azure Static Web Apps when configured."""
+    deploy = settings.deploy
+    publisher: Publisher | None = None
+    target: str | None = None
+    if settings.local_sites_dir is not None:
+        publisher = LocalSitesPublisher(settings.local_sites_dir, deploy.local_sites_url)
+        target = f"the local static host ({deploy.local_sites_url}{SITES_PATH}/)"
+    elif deploy.azure is not None:
+        azure = deploy.azure
+        manager = StaticWebAppsManager(
+            credential or _credential(settings),
+            azure.subscription_id,
+            azure.resource_group,
+            allow_create=azure.create_sites,
+        )
+        sku: Sku = "Standard" if azure.sku == "Standard" else "Free"
+        publisher = SwaCliPublisher(manager, azure.cli, location=azure.location, sku=sku)
+        target = f"Azure Static Web Apps in resource group {azure.resource_group}"
+
+    def connected() -> tuple[str, str] | None:
+        connection = connections.get()
+        return (connection.remote_url, connection.branch) if connection is not None else None
+
+    def git_token(repository: str) -> str | None:
+        # The stored token goes only to the connected repository, never to a URL a user typed.
+        connection = connections.get()
+        if connection is None or not same_repository(repository, connection.remote_url):
+            return None
+        return secrets.get_secret(TOKEN_SECRET)
+
+    store = DeploymentStore(tables)
+    pipeline = DeployPipeline(
+        store,
+        blobs,
+        publisher,
+        deploy.work_dir,
+        DependencyCache(deploy.cache_dir, keep=deploy.cache_entries),
+        workspace_root=settings.workspace_dir,
+        limits=BuildLimits(
+            install_timeout=deploy.build_timeout_seconds,
+            test_timeout=deploy.build_timeout_seconds,
+            build_timeout=deploy.build_timeout_seconds,
+            max_log_bytes=settings.run_log_limit_bytes,
+        ),
+        verify_timeout=deploy.verify_timeout_seconds,
+        log=log_writer.line,
+        flush=log_writer.flush,
+        slots=BuildSlots(tables, deploy.concurrency, is_finished=lambda i: _finished(store, i)),
+        git_token=git_token,
+        keep_artifacts=deploy.keep_artifacts,
+    )
+    service = DeploymentService(
+        store, queues, log_store, log_writer, target=target, connected_repository=connected
+    )
+    return service, pipeline
+
+
+def _finished(store: DeploymentStore, deployment_id: str) -> bool:
+    try:
+        return store.get(deployment_id).finished
+    except DeployError:
+        return True  # a slot held by a deployment that no longer exists is free
 
 
 def _share_snapshots(settings: Settings, credential: TokenCredential | None) -> ShareSnapshots | None:

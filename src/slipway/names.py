@@ -32,6 +32,7 @@ RUN_STEPS_TABLE = "SlipwayRunSteps"
 RUN_LOGS_TABLE = "SlipwayRunLogs"
 RUNS_QUEUE = "slipway-runs"
 DEPLOYMENTS_TABLE, SITES_TABLE = "SlipwayDeployments", "SlipwaySites"  # deploy records
+DEPLOYS_QUEUE = "slipway-deploys"  # deployment start and cancel messages
 
 # Blob containers.
 ARTIFACTS_CONTAINER = "slipway-artifacts"

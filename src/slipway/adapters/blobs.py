@@ -40,3 +40,15 @@ class BlobStore:
             return self._container(container).download_blob(name).readall()
         except ResourceNotFoundError:
             return None
+
+    def names(self, container: str, prefix: str) -> list[str]:
+        """Names of the blobs that start with ``prefix``."""
+        return [blob.name for blob in self._container(container).list_blobs(name_starts_with=prefix)]
+
+    def delete(self, container: str, name: str) -> bool:
+        """Delete a blob; False when it was not there."""
+        try:
+            self._container(container).delete_blob(name)
+            return True
+        except ResourceNotFoundError:
+            return False

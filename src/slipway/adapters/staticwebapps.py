@@ -45,10 +45,11 @@ from azure.mgmt.web.models import (
 ARM_URL = "https://management.azure.com"
 # The REST api-version azure-mgmt-web 11.x sends for every Microsoft.Web call.
 API_VERSION = "2025-05-01"
-# What the Function App's identity needs on the resource group (DESIGN §8); "Website Contributor"
-# (de139f84-1756-47ae-9be6-808fbbe84772) allows Microsoft.Web/staticSites/*.
+# What the Function App's identity needs on the resource group (DESIGN §8). No built-in role but
+# Contributor and Owner covers it ("Website Contributor" is Microsoft.Web/sites/* only), so
+# infra/azuredeploy.json defines a custom role with exactly this permission.
 REQUIRED_PERMISSION = "Microsoft.Web/staticSites/*"
-SUGGESTED_ROLE = "Website Contributor"
+SUGGESTED_ROLE = "Slipway Static Web Apps Contributor"
 
 Sku = Literal["Free", "Standard"]
 _SKUS = ("Free", "Standard")
@@ -271,7 +272,7 @@ class StaticWebAppsManager:
             raise AccessDenied(
                 f"Azure refused to let Slipway {action}{arm_says}: the Function App's managed identity "
                 f"needs a role on {scope} that allows {REQUIRED_PERMISSION} (for example "
-                f'"{SUGGESTED_ROLE}"); assign it, wait a few minutes for it to apply, and try again',
+                f'the "{SUGGESTED_ROLE}" role the template creates); assign it, wait a few minutes for it to apply, and try again',
                 action=match[1] if match else None,
             ) from None
         if isinstance(exc, ClientAuthenticationError) or status == 401:

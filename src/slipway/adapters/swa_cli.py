@@ -8,7 +8,7 @@ because the CLI's default environment is ``preview``. The deployment token goes 
 ``SWA_CLI_DEPLOYMENT_TOKEN`` (the variable the CLI documents as the alternative to
 ``--deployment-token``), never in argv, where every process on the machine could read it.
 
-The CLI runs in a clean environment (``PATH``, ``HOME`` and the token), so none of Slipway's or
+The CLI runs in a clean environment (``PATH``, ``HOME``, proxy settings and the token), so none of Slipway's or
 the Functions host's secrets (``AzureWebJobsStorage``, ``SLIPWAY_*``, identity endpoints) reach
 it or the ``StaticSitesClient`` uploader it starts; it finds that uploader under
 ``$HOME/.swa/deploy``, where the image build puts it. It runs in its own process group, which is
@@ -35,6 +35,7 @@ from slipway.adapters.staticwebapps import (
     PublishResult,
     PublishTimedOut,
     SiteNotFound,
+    Sku,
     StaticWebAppsManager,
 )
 from slipway.processes import kill_process_group
@@ -45,6 +46,7 @@ _TAIL_LINES = 40
 _MASK = "***"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy")
 
 
 def deploy_command(swa_executable: str, folder: Path) -> list[str]:
@@ -54,10 +56,15 @@ def deploy_command(swa_executable: str, folder: Path) -> list[str]:
 
 
 def deploy_environment(token: str) -> dict[str, str]:
-    """The whole environment of the CLI: a search path, a home for its uploader, and the token."""
+    """The whole environment of the CLI: a search path, a home for its uploader, the proxy
+    settings an outbound proxy needs, and the token. The update notifier is off: it would start a
+    detached ``node`` in its own session that outlives the CLI's process group."""
+    proxies = {name: os.environ[name] for name in _PROXY_VARIABLES if os.environ.get(name)}
     return {
+        **proxies,
         "PATH": os.environ.get("PATH") or _DEFAULT_PATH,
         "HOME": os.environ.get("HOME") or str(Path.home()),
+        "NO_UPDATE_NOTIFIER": "1",
         TOKEN_VARIABLE: token,
     }
 
@@ -65,18 +72,31 @@ def deploy_environment(token: str) -> dict[str, str]:
 class SwaCliPublisher:
     """``Publisher`` that runs ``swa deploy`` with the site's deployment token."""
 
-    def __init__(self, manager: StaticWebAppsManager, swa_executable: str = "swa") -> None:
+    def __init__(
+        self,
+        manager: StaticWebAppsManager,
+        swa_executable: str = "swa",
+        *,
+        location: str = "westeurope",
+        sku: Sku = "Free",
+    ) -> None:
         self._manager = manager
         self._swa = swa_executable
+        self._location = location  # where a missing site is created, when the manager may
+        self._sku: Sku = sku
 
     def publish(
         self, site: str, folder: Path, *, log: Callable[[str], None], timeout: float
     ) -> PublishResult:
         deadline = time.monotonic() + timeout
         info = self._manager.get_site(site)
+        if info is None and self._manager.allow_create:
+            log(f"creating static web app {site} ({self._sku}, {self._location})")
+            info = self._manager.create_site(site, self._location, sku=self._sku)
         if info is None:
             raise SiteNotFound(
-                f"static web app {site} does not exist in resource group {self._manager.resource_group}"
+                f"static web app {site} does not exist in resource group {self._manager.resource_group}, "
+                "and Slipway may not create sites (SLIPWAY_SWA_CREATE_SITES)"
             )
         folder = Path(folder).resolve()
         if not folder.is_dir():

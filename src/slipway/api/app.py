@@ -9,7 +9,14 @@ from fastapi.staticfiles import StaticFiles
 
 import slipway
 from slipway.adapters.local_sites import SITES_PATH, LocalSitesApp
-from slipway.api import routes_github, routes_health, routes_me, routes_workflows, routes_workspace
+from slipway.api import (
+    routes_deployments,
+    routes_github,
+    routes_health,
+    routes_me,
+    routes_workflows,
+    routes_workspace,
+)
 from slipway.api.errors import install_error_handlers
 from slipway.api.security import Reader
 from slipway.bootstrap import Services
@@ -23,6 +30,7 @@ ROUTERS = (
     routes_workspace.router,
     routes_github.router,
     routes_workflows.router,
+    routes_deployments.router,
 )
 
 

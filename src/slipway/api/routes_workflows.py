@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -14,15 +12,11 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from slipway.api.bodies import read_body_capped
 from slipway.api.errors import ApiError
 from slipway.api.security import Editor, Reader
+from slipway.api.streams import log_stream, start_after
 from slipway.engine.runs import RUN_TERMINAL
 from slipway.engine.service import MAX_PARAMS_BYTES, WorkflowService
 
 router = APIRouter(prefix="/api", tags=["workflows"])
-
-# An SSE response ends after this long; EventSource reconnects with Last-Event-ID.
-_STREAM_SECONDS = 300
-_STREAM_POLL_SECONDS = 0.5
-_STREAM_PING_SECONDS = 15
 
 
 def _engine(request: Request) -> WorkflowService:
@@ -95,36 +89,10 @@ async def run_logs(
     engine = _engine(request)
     if "text/event-stream" not in request.headers.get("accept", ""):
         return await asyncio.to_thread(engine.read_logs, run_id, after, limit)
-    if last_event_id and last_event_id.isdigit():
-        after = int(last_event_id)
     await asyncio.to_thread(engine.runs.get_run, run_id)  # 404 before the stream opens
-    return StreamingResponse(
-        _stream(engine, run_id, after, request),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    return log_stream(
+        lambda start, size: engine.read_logs(run_id, start, size),
+        start_after(after, last_event_id),
+        request,
+        RUN_TERMINAL,
     )
-
-
-async def _stream(engine: WorkflowService, run_id: str, after: int, request: Request) -> AsyncIterator[bytes]:
-    started = time.monotonic()
-    last_ping = started
-    status = None
-    yield b": stream open\n\n"
-    while time.monotonic() - started < _STREAM_SECONDS:
-        page = await asyncio.to_thread(engine.read_logs, run_id, after, 1000)
-        for line in page["lines"]:
-            yield f"id: {line['seq']}\nevent: line\ndata: {json.dumps(line)}\n\n".encode()
-        after = page["next"]
-        if page["status"] != status:
-            status = page["status"]
-            yield f"event: status\ndata: {json.dumps({'status': status})}\n\n".encode()
-        if page["complete"]:
-            yield f"id: {after}\nevent: end\ndata: {json.dumps({'status': status})}\n\n".encode()
-            return
-        if await request.is_disconnected():
-            return
-        if time.monotonic() - last_ping > _STREAM_PING_SECONDS:
-            last_ping = time.monotonic()
-            yield b": ping\n\n"
-        if not page["lines"] or page["status"] in RUN_TERMINAL:
-            await asyncio.sleep(_STREAM_POLL_SECONDS)

@@ -116,12 +116,14 @@ def run_build(
     cache: DependencyCache | None = None,
     env: Mapping[str, str] | None = None,
     limits: BuildLimits | None = None,
+    on_phase: Callable[[str], None] | None = None,
 ) -> BuildResult:
     """Run ``plan``'s install, test and build commands in ``plan.project_dir``.
 
     ``build_dir`` is this build's own scratch folder (home, temp and npm cache; not the project).
-    ``log(stream, line)`` receives every line (stream ``stdout``, ``stderr`` or ``slipway``).
-    Raises :class:`BuildFailed`.
+    ``log(stream, line)`` receives every line (stream ``stdout``, ``stderr`` or ``slipway``);
+    ``on_phase(phase)`` is told when install, test or build begins (once per phase, and not for a
+    phase the project does not have). Raises :class:`BuildFailed`.
     """
     limits = limits or BuildLimits()
     scratch = Path(build_dir)
@@ -132,7 +134,7 @@ def run_build(
         assert plan.output_dir is not None
         sink.write("slipway", f"static site: publishing {plan.output_dir} as it is")
         return BuildResult(output_dir=plan.output_dir, log_truncated=sink.truncated)
-    runner = _Runner(plan, scratch, sink, should_stop, env or {}, limits)
+    runner = _Runner(plan, scratch, sink, should_stop, env or {}, limits, on_phase)
     manager = plan.package_manager or "npm"
     if shutil.which(manager, path=runner.env(None)["PATH"]) is None:
         raise BuildFailed(
@@ -195,8 +197,11 @@ class _Runner:
         should_stop: StopCheck | None,
         extra_env: Mapping[str, str],
         limits: BuildLimits,
+        on_phase: Callable[[str], None] | None = None,
     ) -> None:
         self.plan = plan
+        self.on_phase = on_phase
+        self.phase: str | None = None
         self.scratch = scratch
         self.sink = sink
         self.should_stop = should_stop
@@ -236,6 +241,10 @@ class _Runner:
             "build": self.limits.build_timeout,
         }[phase]
         shown = argv[2] if argv[:2] == ("/bin/sh", "-c") else shlex.join(argv)
+        if phase != self.phase:
+            self.phase = phase
+            if self.on_phase is not None:
+                self.on_phase(phase)
         if self.should_stop is not None and self.should_stop():
             raise BuildFailed(phase, f"{phase} canceled before it started", reason="canceled")
         self.sink.write("slipway", f"$ {shown}")

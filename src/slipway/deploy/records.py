@@ -72,6 +72,7 @@ __all__ = [
     "DeploymentRecord",
     "DeploymentRequest",
     "DeploymentStore",
+    "SiteBinding",
     "SiteRecord",
     "deployment_site",
     "new_deployment_id",
@@ -107,6 +108,12 @@ UNDEPLOYED, DEPLOYING, DEPLOYED, DEPLOYMENT_FAILED = (
     "DEPLOYED",
     "DEPLOYMENT_FAILED",
 )
+
+# The steps a deployment shows, in order; a rollback deployment has only publish and verify,
+# and "rollback" appears when a failed verify republished the last good artifact.
+BUILD_STEPS = ("checkout", "detect", "install", "test", "build", "package")
+STEPS = (*BUILD_STEPS, "publish", "verify", "rollback")
+STEP_STATUSES = ("running", "succeeded", "failed", "skipped", "canceled")
 
 SOURCES = ("git", "workspace")
 TRIGGERS = ("manual", "push", "retry", "rollback")
@@ -186,6 +193,100 @@ def _relative(field: str, value: str, *, max_chars: int = 512) -> None:
         raise DeployRequestInvalid(field, "must not leave its folder ('..')")
 
 
+def _ref(field: str, value: str) -> None:
+    _text(field, value, max_chars=255)
+    if value.startswith(("-", "/")) or value.endswith(("/", ".", ".lock")) or _REF_FORBIDDEN.search(value):
+        raise DeployRequestInvalid(field, "is not a valid branch, tag or commit name")
+
+
+def _check_build_options(options: Any) -> None:
+    """The overrides a request and a site binding share."""
+    if options.package_manager is not None and options.package_manager not in PACKAGE_MANAGERS:
+        raise DeployRequestInvalid("package_manager", f"must be one of {', '.join(PACKAGE_MANAGERS)}")
+    if options.build_command is not None:
+        _text("build_command", options.build_command, max_chars=2000)
+    if options.output_dir is not None:
+        _relative("output_dir", options.output_dir, max_chars=255)
+    if options.verify_path is not None:
+        _text("verify_path", options.verify_path, max_chars=1024)
+        if not options.verify_path.startswith("/") or options.verify_path.startswith("//"):
+            raise DeployRequestInvalid("verify_path", "must start with a single '/' (a path on the site)")
+        if " " in options.verify_path:
+            raise DeployRequestInvalid("verify_path", "must not contain spaces (encode them as %20)")
+    if options.verify_text is not None:
+        _text("verify_text", options.verify_text, max_chars=1000)
+
+
+def _strings_only(obj: Any) -> None:
+    for field in dataclasses.fields(obj):
+        value = getattr(obj, field.name)
+        if value is not None and not isinstance(value, str):
+            raise DeployRequestInvalid(field.name, "must be a string")
+
+
+def _from_mapping(cls: Any, data: Any, required: tuple[str, ...], what: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise DeployRequestInvalid("", f"{what} must be a JSON object")
+    known = {field.name for field in dataclasses.fields(cls)}
+    for key in data:
+        if key not in known:
+            raise DeployRequestInvalid(str(key), f"is not a {what} field")
+    for name in required:
+        if data.get(name) is None:
+            raise DeployRequestInvalid(name, "is required")
+    return cls(**{key: value for key, value in data.items() if value is not None})
+
+
+@dataclass(frozen=True)
+class SiteBinding:
+    """Continuous deployment: a push to ``branch`` of the connected repository that changes
+    ``folder`` (anything, when None) deploys that folder of the pushed commit."""
+
+    branch: str
+    folder: str | None = None
+    package_manager: str | None = None
+    build_command: str | None = None
+    output_dir: str | None = None
+    verify_path: str | None = None
+    verify_text: str | None = None
+
+    def __post_init__(self) -> None:
+        _strings_only(self)
+        _ref("branch", self.branch)
+        if self.folder is not None:
+            _relative("folder", self.folder)
+        _check_build_options(self)
+
+    def watches(self, changed: list[str]) -> bool:
+        """Whether a push that changed these paths concerns the bound folder."""
+        if self.folder is None:
+            return True
+        prefix = self.folder.strip("/") + "/"
+        return any(path == prefix[:-1] or path.startswith(prefix) for path in changed)
+
+    def request(
+        self, site: str, *, repository: str, commit: str, delivery_id: str, requested_by: str
+    ) -> DeploymentRequest:
+        options = {k: v for k, v in dataclasses.asdict(self).items() if k != "branch"}
+        return DeploymentRequest(
+            site=site,
+            source="git",
+            repository=repository,
+            ref=commit,
+            trigger="push",
+            delivery_id=delivery_id,
+            requested_by=requested_by,
+            **options,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
+
+    @classmethod
+    def from_json(cls, data: Any) -> SiteBinding:
+        return _from_mapping(cls, data, ("branch",), "site binding")
+
+
 @dataclass(frozen=True)
 class DeploymentRequest:
     """What to deploy and how, as the API, a push or a retry asks for it. Checked on creation:
@@ -196,7 +297,9 @@ class DeploymentRequest:
     requested_by: str
     repository: str | None = None  # git: the repository URL
     ref: str | None = None  # git: branch, tag or commit; None = the default branch
-    folder: str | None = None  # workspace: the folder, relative to the workspace
+    # workspace: the folder, relative to the workspace; git: the project's folder in the
+    # repository (None = its root)
+    folder: str | None = None
     package_manager: str | None = None
     build_command: str | None = None
     output_dir: str | None = None
@@ -207,10 +310,7 @@ class DeploymentRequest:
     rollback_to: str | None = None  # rollback: the deployment whose artifact is republished
 
     def __post_init__(self) -> None:
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if value is not None and not isinstance(value, str):
-                raise DeployRequestInvalid(field.name, "must be a string")
+        _strings_only(self)
         if not valid_site_name(self.site):
             raise DeployRequestInvalid(
                 "site",
@@ -228,13 +328,9 @@ class DeploymentRequest:
                     "must be an https://, http://, ssh://, git:// or file:// URL, or user@host:path",
                 )
             if self.ref is not None:
-                _text("ref", self.ref, max_chars=255)
-                if self.ref.startswith(("-", "/")) or self.ref.endswith(("/", ".", ".lock")):
-                    raise DeployRequestInvalid("ref", "is not a valid branch, tag or commit name")
-                if _REF_FORBIDDEN.search(self.ref):
-                    raise DeployRequestInvalid("ref", "is not a valid branch, tag or commit name")
+                _ref("ref", self.ref)
             if self.folder is not None:
-                raise DeployRequestInvalid("folder", "is only for a workspace source")
+                _relative("folder", self.folder)
         else:
             if self.folder is None:
                 raise DeployRequestInvalid("folder", "is required for a workspace source")
@@ -242,20 +338,7 @@ class DeploymentRequest:
             for field_name in ("repository", "ref"):
                 if getattr(self, field_name) is not None:
                     raise DeployRequestInvalid(field_name, "is only for a git source")
-        if self.package_manager is not None and self.package_manager not in PACKAGE_MANAGERS:
-            raise DeployRequestInvalid("package_manager", f"must be one of {', '.join(PACKAGE_MANAGERS)}")
-        if self.build_command is not None:
-            _text("build_command", self.build_command, max_chars=2000)
-        if self.output_dir is not None:
-            _relative("output_dir", self.output_dir, max_chars=255)
-        if self.verify_path is not None:
-            _text("verify_path", self.verify_path, max_chars=1024)
-            if not self.verify_path.startswith("/") or self.verify_path.startswith("//"):
-                raise DeployRequestInvalid("verify_path", "must start with a single '/' (a path on the site)")
-            if " " in self.verify_path:
-                raise DeployRequestInvalid("verify_path", "must not contain spaces (encode them as %20)")
-        if self.verify_text is not None:
-            _text("verify_text", self.verify_text, max_chars=1000)
+        _check_build_options(self)
         if self.trigger not in TRIGGERS:
             raise DeployRequestInvalid("trigger", f"must be one of {', '.join(TRIGGERS)}")
         if self.delivery_id is not None:
@@ -276,16 +359,7 @@ class DeploymentRequest:
 
     @classmethod
     def from_json(cls, data: Any) -> DeploymentRequest:
-        if not isinstance(data, Mapping):
-            raise DeployRequestInvalid("", "a deployment request must be a JSON object")
-        known = {field.name for field in dataclasses.fields(cls)}
-        for key in data:
-            if key not in known:
-                raise DeployRequestInvalid(str(key), "is not a deployment request field")
-        for required in ("site", "source", "requested_by"):
-            if data.get(required) is None:
-                raise DeployRequestInvalid(required, "is required")
-        return cls(**{key: value for key, value in data.items() if value is not None})
+        return _from_mapping(cls, data, ("site", "source", "requested_by"), "deployment request")
 
     def as_retry(self, *, requested_by: str) -> DeploymentRequest:
         """The same inputs again, asked for by ``requested_by``."""
@@ -340,10 +414,41 @@ class DeploymentRecord:
     error: str | None = None
     step: str | None = None
     superseded_by: str | None = None
+    step_marks: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
         return self.status in FINAL
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        """Every step the deployment shows, in order, with its status: ``pending`` until it
+        starts, ``skipped`` when a later one started (or the deployment ended) without it."""
+        names = STEPS[-3:-1] if self.request.trigger == "rollback" else STEPS[:-1]
+        if "rollback" in self.step_marks:
+            names = (*names, "rollback")
+        view: list[dict[str, Any]] = []
+        later_started = self.finished
+        for name in reversed(names):
+            mark = self.step_marks.get(name)
+            if mark is None:
+                status = "skipped" if later_started else "pending"
+                view.append({"name": name, "status": status, "started_at": None, "finished_at": None})
+                continue
+            later_started = True
+            status = mark["status"]
+            if status == "running" and self.finished:
+                status = "canceled" if self.status in (CANCELED, SUPERSEDED) else "failed"
+            view.append(
+                {
+                    "name": name,
+                    "status": status,
+                    "started_at": mark.get("started_at"),
+                    "finished_at": mark.get("finished_at"),
+                    "duration_ms": _ms_between(mark.get("started_at"), mark.get("finished_at")),
+                }
+            )
+        return view[::-1]
 
     @property
     def durations_ms(self) -> dict[str, int | None]:
@@ -382,9 +487,11 @@ class DeploymentRecord:
             "error": self.error,
             "step": self.step,
             "superseded_by": self.superseded_by,
+            "delivery_id": self.request.delivery_id,
             **self.timestamps,
             "durations_ms": self.durations_ms,
             "total_ms": self.total_ms,
+            "steps": self.steps,
         }
 
     @classmethod
@@ -401,6 +508,7 @@ class DeploymentRecord:
             error=row.get("error"),
             step=row.get("step"),
             superseded_by=row.get("superseded_by"),
+            step_marks=json.loads(row["steps"]) if row.get("steps") else {},
         )
 
 
@@ -414,10 +522,14 @@ class SiteRecord:
     publisher: str | None  # the deployment holding the publish lease, if any (may be expired)
     publish_expires_at: str | None
     updated_at: str | None
+    live_url: str | None = None
+    live_commit_sha: str | None = None
+    binding: SiteBinding | None = None
 
     def to_json(self) -> dict[str, Any]:
         view = dataclasses.asdict(self)
         view["live_artifact"] = self.live_artifact.to_json() if self.live_artifact else None
+        view["binding"] = self.binding.to_json() if self.binding else None
         return view
 
     @classmethod
@@ -431,6 +543,9 @@ class SiteRecord:
             publisher=row.get("publisher"),
             publish_expires_at=row.get("publish_expires_at"),
             updated_at=row.get("updated_at"),
+            live_url=row.get("live_url"),
+            live_commit_sha=row.get("live_commit_sha"),
+            binding=SiteBinding.from_json(json.loads(row["binding"])) if row.get("binding") else None,
         )
 
 
@@ -470,7 +585,9 @@ class DeploymentStore:
                 "requested_by": request.requested_by,
                 "request": json.dumps(request.to_json()),
                 "queued_at": _iso(now),
+                "delivery_id": request.delivery_id,
             }
+            row = {key: value for key, value in row.items() if value is not None}
             if self._tables.create_entity(DEPLOYMENTS_TABLE, row):
                 break
         else:
@@ -545,7 +662,73 @@ class DeploymentStore:
                 found.append(run_ms)
         return found
 
+    def mark_step(self, deployment_id: str, name: str, status: str) -> bool:
+        """Record that a step started (``running``) or ended; False (nothing written) once the
+        deployment has finished, so a build that outlives its cancel cannot rewrite its steps."""
+        if name not in STEPS or status not in STEP_STATUSES:
+            raise ValueError(f"unknown step {name!r} or step status {status!r}")
+        row_key, site = _parse_id(deployment_id)
+
+        def mark(row: dict[str, Any]) -> dict[str, Any] | None:
+            if row["status"] in FINAL:
+                return None
+            steps = json.loads(row.get("steps") or "{}")
+            now = _iso(self._clock())
+            if status == "running":
+                steps[name] = {"status": status, "started_at": now}
+            else:
+                steps[name] = {"started_at": now, **steps.get(name, {}), "status": status, "finished_at": now}
+            row.update(steps=json.dumps(steps), step=name)
+            return row
+
+        try:
+            return self._tables.update_entity_with(DEPLOYMENTS_TABLE, site, row_key, mark) is not None
+        except EntityNotFound:
+            raise DeploymentNotFound(f"no deployment has the id {deployment_id!r}") from None
+
+    def by_delivery(self, site: str, delivery_id: str) -> DeploymentRecord | None:
+        """The site's deployment a webhook delivery started, if any."""
+        row = next(self._rows(site, "delivery_id eq @delivery", {"delivery": delivery_id}, limit=1), None)
+        return DeploymentRecord.from_row(row) if row is not None else None
+
+    def recent(self, *, limit: int = 50) -> list[DeploymentRecord]:
+        """The newest deployments of every site, newest first."""
+        found: list[DeploymentRecord] = []
+        for site in self.list_sites():
+            found.extend(self.history(site.site, limit=limit))
+        found.sort(key=lambda record: _parse_id(record.id)[0])
+        return found[:limit]
+
+    def unfinished(self) -> list[DeploymentRecord]:
+        """Every deployment not yet finished, of every site (what a reaper looks at)."""
+        query, parameters = _either("status", PHASES)
+        rows = self._tables.query_entities(DEPLOYMENTS_TABLE, query, parameters=parameters)
+        return [DeploymentRecord.from_row(row) for row in rows]
+
+    def running(self) -> list[DeploymentRecord]:
+        """Deployments that left the queue and have not finished, of every site."""
+        query, parameters = _either("status", (BUILDING, PUBLISHING, VERIFYING))
+        rows = self._tables.query_entities(DEPLOYMENTS_TABLE, query, parameters=parameters)
+        return [DeploymentRecord.from_row(row) for row in rows]
+
+    def oldest_unfinished(self, site: str) -> DeploymentRecord | None:
+        """The site's oldest deployment that has not finished: the one allowed to go next."""
+        query, parameters = _either("status", PHASES)
+        rows = list(self._rows(site, query, parameters))
+        return DeploymentRecord.from_row(rows[-1]) if rows else None
+
     # ----------------------------------------------------------------------- sites
+
+    def set_binding(self, site: str, binding: SiteBinding | None) -> SiteRecord:
+        """Bind the site to a branch of the connected repository (None: unbind)."""
+        _check_site(site)
+
+        def bind(row: dict[str, Any]) -> dict[str, Any]:
+            row["binding"] = json.dumps(binding.to_json()) if binding is not None else None
+            return row
+
+        self._update_site(site, bind)
+        return self.get_site(site)
 
     def get_site(self, site: str) -> SiteRecord:
         _check_site(site)
@@ -588,7 +771,14 @@ class DeploymentStore:
         return self._update_site(site, release) is not None
 
     def set_live(
-        self, site: str, deployment_id: str, artifact: Artifact, *, publisher: str | None = None
+        self,
+        site: str,
+        deployment_id: str,
+        artifact: Artifact,
+        *,
+        publisher: str | None = None,
+        url: str | None = None,
+        commit_sha: str | None = None,
     ) -> SiteRecord:
         """Record that the site now serves ``artifact`` of ``deployment_id``. ``publisher`` (the
         deployment that published it; ``deployment_id`` unless an automatic rollback republished
@@ -606,6 +796,8 @@ class DeploymentStore:
                 live_deployment_id=deployment_id,
                 live_artifact=json.dumps(artifact.to_json()),
                 live_since=_iso(self._clock()),
+                live_url=url,
+                live_commit_sha=commit_sha,
             )
             return row
 
@@ -658,6 +850,8 @@ class DeploymentStore:
             if to_status == PUBLISHING and not (fields.get("artifact") or row.get("artifact")):
                 raise TransitionRefused(deployment_id, current, to_status, "publishing needs an artifact")
             row.update(fields)
+            if to_status in FINAL and row.get("steps"):
+                row["steps"] = _close_steps(row["steps"], to_status, _iso(self._clock()))
             if current != to_status:
                 row["status"] = to_status
                 row["finished_at" if to_status in FINAL else f"{to_status}_at"] = _iso(self._clock())
@@ -737,6 +931,15 @@ class DeploymentStore:
         _check_site(site)
         if deployment_site(deployment_id) != site:
             raise DeploymentNotFound(f"deployment {deployment_id} is not one of {site}")
+
+
+def _close_steps(raw: str, final: str, now: str) -> str:
+    """A finished deployment's running step ends with it (canceled, or failed)."""
+    steps = json.loads(raw)
+    for mark in steps.values():
+        if mark.get("status") == "running":
+            mark.update(status="canceled" if final in (CANCELED, SUPERSEDED) else "failed", finished_at=now)
+    return json.dumps(steps)
 
 
 def _check_site(site: str) -> None:

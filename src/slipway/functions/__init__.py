@@ -2,7 +2,7 @@
 
 ``create_function_app`` is all ``function_app.py`` calls. It returns an ``AsgiFunctionApp``
 whose catch-all HTTP function serves the FastAPI app, plus native functions registered from
-blueprints (the function-key automation entry, GitHub sync, workflow runs).
+blueprints (the function-key automation entry, GitHub sync, workflow runs, deployments).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from slipway.api.app import create_api
 from slipway.bootstrap import build_services
 from slipway.config import load_settings
 from slipway.debugging import start_debugging
+from slipway.functions.deployments import deployments_blueprint
 from slipway.functions.gitsync import gitsync_blueprint
 from slipway.functions.http import ASGI_FUNCTION, automation_blueprint
 from slipway.functions.workflows import workflows_blueprint
@@ -32,4 +33,5 @@ def create_function_app(env: Mapping[str, str]) -> func.AsgiFunctionApp:
     app.register_functions(automation_blueprint(api))
     app.register_functions(gitsync_blueprint(services))
     app.register_functions(workflows_blueprint(services))
+    app.register_functions(deployments_blueprint(services.deploy_pipeline))
     return app

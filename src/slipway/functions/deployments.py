@@ -1,27 +1,38 @@
-"""Deployment bindings: the orchestration ``deployment_run`` and its activities.
+"""Deployment bindings: the deploys queue, the orchestration ``deployment_run`` and its activities.
 
-The orchestrator is the pipeline in order: prepare, build, package, publish (waiting and trying
-again while another deployment of the site holds the publish lease), verify, and on a failed
-verify a rollback to the last good artifact; every path ends in ``finish`` with a status. The
-``cancel`` event is raced against each step: the deployment finishes ``canceled`` at once (a
-build still running sees that and kills its commands). The activities are thin calls into
-:class:`~slipway.deploy.pipeline.DeployPipeline`.
+``POST /api/deployments`` (or a push to a bound branch) queues ``{"action": "start"}``; the
+queue trigger starts ``deployment_run`` with the deployment id as its instance id, so a
+redelivered message finds the instance and starts nothing. The orchestrator is the pipeline in
+order: wait for its turn (its site's older deployment, a free build slot), build (checkout to
+package), publish (waiting while another deployment holds the site's publish lease), verify,
+and on a failed verify a rollback to the last good artifact; every path ends in ``finish``.
+The ``cancel`` event is raced against each step. A start message that keeps failing ends in
+the poison queue, whose trigger fails the deployment with the reason; a timer settles
+deployments whose orchestration is gone.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Generator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
+import azure.functions as func
 
+from slipway.deploy.errors import DeployError
 from slipway.deploy.pipeline import DeployPipeline
+from slipway.deploy.records import QUEUED
+from slipway.deploy.service import CANCEL, parse_message
+from slipway.names import DEPLOYS_QUEUE, poison_queue
+
+log = logging.getLogger("slipway.functions.deployments")
 
 ORCHESTRATOR = "deployment_run"
-PREPARE_ACTIVITY = "deployment_prepare"
+START_ACTIVITY = "deployment_start"
 BUILD_ACTIVITY = "deployment_build"
-PACKAGE_ACTIVITY = "deployment_package"
 PUBLISH_ACTIVITY = "deployment_publish"
 VERIFY_ACTIVITY = "deployment_verify"
 ROLLBACK_ACTIVITY = "deployment_rollback"
@@ -30,8 +41,18 @@ CANCEL_EVENT = "cancel"
 # While another deployment publishes the site: wait this long between tries, this many times.
 LEASE_WAIT_SECONDS = 5
 LEASE_WAITS = 60
-# Network-ish steps (git, the publisher, the site over HTTP) are retried on an exception.
-_NETWORK_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5000, max_number_of_attempts=3)
+# Waiting for the site's older deployment or a build slot: 1, 2, 4, 8 s, then every 10 s, for
+# at most this many tries (about two hours) before the deployment fails.
+TURN_WAIT_MAX_SECONDS = 10
+TURN_WAITS = 720
+# Every minute: deployments whose orchestration is gone (a runner restarted, a host recycled).
+REAPER_SCHEDULE = "45 * * * * *"
+# A queued deployment may wait this long for its orchestration to appear before it is failed.
+START_GRACE = timedelta(minutes=10)
+# Network-ish steps (git, the publisher, the site over HTTP) and bookkeeping are retried on an
+# exception; a build that fails on its own merits returns {"ok": False} and is not.
+_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5000, max_number_of_attempts=3)
+_GONE = ("Failed", "Terminated", "Completed", "Canceled")
 
 
 class _Canceled(Exception):
@@ -41,18 +62,89 @@ class _Canceled(Exception):
 def deployments_blueprint(pipeline: DeployPipeline) -> df.Blueprint:
     blueprint = df.Blueprint()
 
+    @blueprint.queue_trigger(arg_name="msg", queue_name=DEPLOYS_QUEUE, connection="AzureWebJobsStorage")
+    @blueprint.durable_client_input(client_name="client")
+    async def deployment_requested(msg: func.QueueMessage, client: df.DurableOrchestrationClient) -> None:
+        try:
+            message = parse_message(msg.get_body())
+        except ValueError as exc:
+            log.warning("unreadable message in the deploys queue dropped: %s", exc)
+            return
+        deployment_id = message["deployment_id"]
+        status = await client.get_status(deployment_id)
+        runtime = getattr(status, "runtime_status", None)
+        if message["action"] == CANCEL:
+            if runtime in (df.OrchestrationRuntimeStatus.Running, df.OrchestrationRuntimeStatus.Pending):
+                await client.raise_event(deployment_id, CANCEL_EVENT, None)
+            return
+        if runtime is not None:
+            return  # a redelivered message: the orchestration exists already
+        try:
+            record = await asyncio.to_thread(pipeline.store.get, deployment_id)
+        except DeployError:
+            log.warning(
+                "start message for an unknown deployment dropped", extra={"deployment": deployment_id}
+            )
+            return
+        if record.finished:
+            return  # superseded or canceled while it waited in the queue
+        try:
+            await client.start_new(ORCHESTRATOR, deployment_id, {"deployment_id": deployment_id})
+        except Exception:
+            # A concurrent delivery of the same message started it between our check and now.
+            status = await client.get_status(deployment_id)
+            if getattr(status, "runtime_status", None) is None:
+                raise
+
+    @blueprint.queue_trigger(
+        arg_name="msg", queue_name=poison_queue(DEPLOYS_QUEUE), connection="AzureWebJobsStorage"
+    )
+    def deployment_request_poisoned(msg: func.QueueMessage) -> None:
+        try:
+            message = parse_message(msg.get_body())
+        except ValueError:
+            log.warning("unreadable message in the deploys poison queue dropped")
+            return
+        # Only a deployment still queued: one whose orchestration did start is that one's business.
+        if message["action"] != CANCEL and pipeline.store.get(message["deployment_id"]).status == QUEUED:
+            pipeline.finish(
+                message["deployment_id"],
+                "failed",
+                "the deployment could not be started: its start message failed 5 times (see the logs)",
+            )
+
+    @blueprint.timer_trigger(schedule=REAPER_SCHEDULE, arg_name="timer", run_on_startup=False)
+    @blueprint.durable_client_input(client_name="client")
+    async def deployment_reaper(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
+        now = datetime.now(UTC)
+        for record in await asyncio.to_thread(pipeline.store.unfinished):
+            status = await client.get_status(record.id)
+            runtime = getattr(status, "runtime_status", None)
+            name = runtime.value if runtime is not None else None
+            queued_at = record.timestamps.get("queued_at", "")
+            waited = (
+                now - datetime.fromisoformat(queued_at.replace("Z", "+00:00")) if queued_at else START_GRACE
+            )
+            if name in _GONE or (name is None and (record.status != QUEUED or waited >= START_GRACE)):
+                reason = (
+                    f"its orchestration is {name.lower()}" if name else "its orchestration does not exist"
+                )
+                log.warning(
+                    "settling an abandoned deployment", extra={"deployment": record.id, "reason": reason}
+                )
+                await asyncio.to_thread(
+                    pipeline.finish, record.id, "failed", f"the deployment was abandoned: {reason}"
+                )
+
     @blueprint.orchestration_trigger(context_name="context")
     def deployment_run(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
         deployment_id: str = context.get_input()["deployment_id"]
         cancel = context.wait_for_external_event(CANCEL_EVENT)
 
-        def step(name: str, data: Any, *, retry: bool = False) -> Generator[Any, Any, dict[str, Any]]:
-            """One activity raced against the cancel event; an activity's exception becomes
-            ``{"ok": False, "error"}``."""
-            if retry:
-                task = context.call_activity_with_retry(name, _NETWORK_RETRY, data)
-            else:
-                task = context.call_activity(name, data)
+        def step(name: str, data: Any) -> Generator[Any, Any, dict[str, Any]]:
+            """One activity (retried on an exception) raced against the cancel event; an
+            activity's exception becomes ``{"ok": False, "error"}``."""
+            task = context.call_activity_with_retry(name, _RETRY, data)
             winner = yield context.task_any([cancel, task])
             if winner is cancel:
                 raise _Canceled
@@ -60,34 +152,49 @@ def deployments_blueprint(pipeline: DeployPipeline) -> df.Blueprint:
                 return {"ok": False, "error": f"{name} failed: {_reason(task.result)}"}
             return task.result
 
+        def wait(seconds: int) -> Generator[Any, Any, None]:
+            timer = context.create_timer(context.current_utc_datetime + timedelta(seconds=seconds))
+            if (yield context.task_any([cancel, timer])) is cancel:
+                timer.cancel()
+                raise _Canceled
+
         def leased(name: str, data: Any) -> Generator[Any, Any, dict[str, Any]]:
             """``step``, tried again after a wait while the site's publish lease is taken."""
             for _ in range(LEASE_WAITS):
-                result = yield from step(name, data, retry=True)
+                result = yield from step(name, data)
                 if not result.get("retry"):
                     return result
                 context.set_custom_status({"status": "waiting", "for": "the site's publish lease"})
-                timer = context.create_timer(
-                    context.current_utc_datetime + timedelta(seconds=LEASE_WAIT_SECONDS)
-                )
-                if (yield context.task_any([cancel, timer])) is cancel:
-                    timer.cancel()
-                    raise _Canceled
+                yield from wait(LEASE_WAIT_SECONDS)
             return {"ok": False, "error": f"the site stayed locked by another deployment for {name}"}
 
+        def turn() -> Generator[Any, Any, dict[str, Any]]:
+            for attempt in range(TURN_WAITS):
+                started = yield from step(START_ACTIVITY, deployment_id)
+                if "wait" not in started:
+                    return started
+                context.set_custom_status({"status": "queued", "waiting": started["wait"]})
+                yield from wait(min(2**attempt, TURN_WAIT_MAX_SECONDS))
+            return {"ok": False, "error": "the deployment waited more than two hours for its turn"}
+
         def run() -> Generator[Any, Any, tuple[str, str | None]]:
-            for name, retry in ((PREPARE_ACTIVITY, True), (BUILD_ACTIVITY, False), (PACKAGE_ACTIVITY, False)):
-                context.set_custom_status({"status": "running", "step": name})
-                result = yield from step(name, deployment_id, retry=retry)
-                if not result.get("ok"):
-                    return "failed", result.get("error")
+            started = yield from turn()
+            if "finished" in started:
+                return started["finished"], None
+            if not started.get("ok"):
+                return "failed", started.get("error")
+            if started.get("build"):
+                context.set_custom_status({"status": "running", "step": BUILD_ACTIVITY})
+                built = yield from step(BUILD_ACTIVITY, deployment_id)
+                if not built.get("ok"):
+                    return "failed", built.get("error")
             context.set_custom_status({"status": "running", "step": PUBLISH_ACTIVITY})
             published = yield from leased(PUBLISH_ACTIVITY, deployment_id)
             if not published.get("ok"):
                 return "failed", published.get("error")
             context.set_custom_status({"status": "running", "step": VERIFY_ACTIVITY})
             verified = yield from step(
-                VERIFY_ACTIVITY, {"deployment_id": deployment_id, "url": published["url"]}, retry=True
+                VERIFY_ACTIVITY, {"deployment_id": deployment_id, "url": published["url"]}
             )
             if verified.get("ok"):
                 return "succeeded", None
@@ -104,23 +211,17 @@ def deployments_blueprint(pipeline: DeployPipeline) -> df.Blueprint:
         context.set_custom_status({"status": status})
         # Retried: a finish lost to a storage blip would leave the deployment unfinished for good.
         final = yield context.call_activity_with_retry(
-            FINISH_ACTIVITY,
-            _NETWORK_RETRY,
-            {"deployment_id": deployment_id, "status": status, "error": error},
+            FINISH_ACTIVITY, _RETRY, {"deployment_id": deployment_id, "status": status, "error": error}
         )
         return final
 
     @blueprint.activity_trigger(input_name="deploymentid")
-    def deployment_prepare(deploymentid: str) -> dict[str, Any]:
-        return pipeline.prepare(deploymentid)
+    def deployment_start(deploymentid: str) -> dict[str, Any]:
+        return pipeline.start(deploymentid)
 
     @blueprint.activity_trigger(input_name="deploymentid")
     def deployment_build(deploymentid: str) -> dict[str, Any]:
         return pipeline.build(deploymentid)
-
-    @blueprint.activity_trigger(input_name="deploymentid")
-    def deployment_package(deploymentid: str) -> dict[str, Any]:
-        return pipeline.package(deploymentid)
 
     @blueprint.activity_trigger(input_name="deploymentid")
     def deployment_publish(deploymentid: str) -> dict[str, Any]:

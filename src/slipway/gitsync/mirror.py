@@ -147,9 +147,10 @@ class Git:
         return [_git_binary(), *prefix, "-c", "gc.autoDetach=false", "-c", "core.quotePath=false", *args]
 
     def run(
-        self, args: list[str], *, timeout: float = LOCAL_TIMEOUT, bare: bool = True
+        self, args: list[str], *, timeout: float = LOCAL_TIMEOUT, bare: bool = True, cwd: Path | None = None
     ) -> subprocess.CompletedProcess[bytes]:
-        """Run git; returns the completed process whatever its exit code (``TimeoutError`` on timeout)."""
+        """Run git (in ``cwd``, by default the repository); returns the completed process whatever
+        its exit code (``TimeoutError`` on timeout)."""
         (self.git_dir / _HOME_NAME).mkdir(parents=True, exist_ok=True)
         proc = subprocess.Popen(
             self._argv(args, bare=bare),
@@ -157,7 +158,7 @@ class Git:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=self.env(),
-            cwd=self.git_dir,
+            cwd=cwd or self.git_dir,
             start_new_session=True,  # its helpers (git-remote-https, index-pack) die with it
         )
         try:

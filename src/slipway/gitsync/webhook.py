@@ -80,7 +80,10 @@ class WebhookHandler:
         connections: ConnectionStore,
         journal: SyncJournal,
         clock: Callable[[], float] = time.monotonic,
+        on_push: Callable[[str, dict[str, Any]], list[str]] | None = None,
     ) -> None:
+        """``on_push(delivery, payload)`` is told of every signed push (continuous deployment)
+        and returns the ids of the deployments it queued."""
         self._secrets = secrets
         self._tables = tables
         self._queues = queues
@@ -89,6 +92,7 @@ class WebhookHandler:
         self._clock = clock
         self._cached_secret: tuple[float, str | None] | None = None
         self._bad = _Window(_BAD_SIGNATURES_PER_MINUTE)
+        self._on_push = on_push
 
     def _secret(self, *, fresh: bool = False) -> str | None:
         cached = self._cached_secret
@@ -142,10 +146,12 @@ class WebhookHandler:
         connection = self._connections.get()
         if connection is None:
             return _error(401, "not_connected", "no GitHub repository is connected")
+        deployments = self._deploy(delivery, payload)
         ref = str(payload.get("ref", ""))
         if ref != f"refs/heads/{connection.branch}":
             return WebhookAnswer(
-                202, {"ignored": f"push to {ref or 'an unknown ref'}, not to {connection.branch}"}
+                202,
+                {"ignored": f"push to {ref or 'an unknown ref'}, not to {connection.branch}", **deployments},
             )
         if payload.get("deleted") is True:
             self._journal.record(
@@ -158,7 +164,20 @@ class WebhookHandler:
                 )
             )
             return WebhookAnswer(202, {"ignored": "branch deletion never empties the workspace"})
-        return self._enqueue_once(headers.get("x-github-hook-id", "") or "-", delivery, payload)
+        answer = self._enqueue_once(headers.get("x-github-hook-id", "") or "-", delivery, payload)
+        return WebhookAnswer(answer.status, {**answer.body, **deployments})
+
+    def _deploy(self, delivery: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Deployments of the sites bound to the pushed branch; a failure here never stops the
+        workspace sync (GitHub's redelivery retries both, and neither runs twice)."""
+        if self._on_push is None:
+            return {}
+        try:
+            queued = self._on_push(delivery, payload)
+        except Exception:
+            log.exception("push deployments could not be queued", extra={"delivery": delivery})
+            return {"deployments_error": "deployments could not be queued; redeliver the push"}
+        return {"deployments": queued} if queued else {}
 
     def _enqueue_once(self, hook: str, delivery: str, payload: dict[str, Any]) -> WebhookAnswer:
         hook = hook if _DELIVERY.match(hook) else "-"

@@ -102,6 +102,10 @@ def compose_environment(
         "SLIPWAY_GIT_DIR": str(data / "git"),
         # The local static host: published sites are served at /sites/<site>/.
         "SLIPWAY_LOCAL_SITES_DIR": str(data / "sites"),
+        # Where deployments verify what they published: this runner's own port.
+        "SLIPWAY_LOCAL_SITES_URL": f"http://{_reachable_host(options.host)}:{options.port}",
+        "SLIPWAY_DEPLOY_DIR": str(data / "deploy"),
+        "SLIPWAY_DEPLOY_CACHE_DIR": str(data / "deploy-cache"),
         # GitHub cannot reach a developer's loopback; the URL still names where pushes go.
         "SLIPWAY_PUBLIC_BASE_URL": f"http://{_reachable_host(options.host)}:{options.port}",
     }

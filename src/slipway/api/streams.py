@@ -1,0 +1,62 @@
+"""Live logs as Server-Sent Events, for workflow runs and deployments alike.
+
+``read(after, limit)`` returns a page ``{"lines", "next", "status", "complete"}``; the stream
+sends each line as an ``line`` event whose id is its number (so ``EventSource`` reconnects with
+``Last-Event-ID`` and misses nothing), a ``status`` event when the status changes, and ``end``
+once the page says the log is complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Container
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+
+# A stream ends after this long; EventSource reconnects with Last-Event-ID.
+STREAM_SECONDS = 300
+_POLL_SECONDS = 0.5
+_PING_SECONDS = 15
+
+LogPage = Callable[[int, int], dict[str, Any]]
+
+
+def start_after(after: int, last_event_id: str | None) -> int:
+    return int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+
+
+def log_stream(read: LogPage, after: int, request: Request, final: Container[str]) -> StreamingResponse:
+    return StreamingResponse(
+        _events(read, after, request, final),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _events(read: LogPage, after: int, request: Request, final: Container[str]) -> AsyncIterator[bytes]:
+    started = time.monotonic()
+    last_ping = started
+    status = None
+    yield b": stream open\n\n"
+    while time.monotonic() - started < STREAM_SECONDS:
+        page = await asyncio.to_thread(read, after, 1000)
+        for line in page["lines"]:
+            yield f"id: {line['seq']}\nevent: line\ndata: {json.dumps(line)}\n\n".encode()
+        after = page["next"]
+        if page["status"] != status:
+            status = page["status"]
+            yield f"event: status\ndata: {json.dumps({'status': status})}\n\n".encode()
+        if page["complete"]:
+            yield f"id: {after}\nevent: end\ndata: {json.dumps({'status': status})}\n\n".encode()
+            return
+        if await request.is_disconnected():
+            return
+        if time.monotonic() - last_ping > _PING_SECONDS:
+            last_ping = time.monotonic()
+            yield b": ping\n\n"
+        if not page["lines"] or page["status"] in final:
+            await asyncio.sleep(_POLL_SECONDS)
