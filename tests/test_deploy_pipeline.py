@@ -8,6 +8,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,20 +16,24 @@ import azure.functions as func
 import httpx
 import pytest
 from azure.storage.blob import BlobServiceClient
-from gitrepos import Repo
+from gitrepos import GitHttpServer, Repo
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from slipway.adapters.blobs import BlobStore
 from slipway.adapters.local_sites import SITES_PATH, LocalSitesApp, LocalSitesPublisher
+from slipway.adapters.staticwebapps import PublishFailed
 from slipway.bootstrap import build_services
 from slipway.config import load_settings
 from slipway.deploy.build import BuildLimits
 from slipway.deploy.cache import DependencyCache
 from slipway.deploy.pipeline import ARTIFACTS_CONTAINER, DeployPipeline
 from slipway.deploy.records import DeploymentRecord, DeploymentRequest, DeploymentStore
+from slipway.deploy.slots import BuildSlots
+from slipway.functions import deployments
 from slipway.functions.deployments import ORCHESTRATOR, deployments_blueprint
 from slipway.local.durable import DurableHarness, VirtualClock
+from slipway.local.durable_history import HistoryEventType
 
 SITES = Path(__file__).parent / "fixtures" / "sites"
 FAILING_TEST = 'console.error("expected 2, got 3"); process.exit(1);\n'
@@ -258,3 +263,171 @@ def test_a_deployment_canceled_as_it_starts_finishes_canceled_and_publishes_noth
     done = deployer.store.get(record.id)
     assert (done.status, done.error, done.artifact) == ("canceled", "canceled while running", None)
     assert deployer.served(site).status_code == 404
+
+
+class FailingPublisher:
+    """A publish target that refuses every upload, as Azure does when a token was rotated."""
+
+    def publish(self, site: str, folder: Path, *, log: Any, timeout: float) -> Any:
+        log("uploading")
+        raise PublishFailed("the upload was refused: 401 Unauthorized")
+
+
+def test_a_failed_publish_fails_the_deployment_and_keeps_the_previous_one_live(deployer: Deployer) -> None:
+    site = _site()
+    first = deployer.deploy(site, source="workspace", folder=deployer.workspace_site("static"))
+    working = deployer.pipeline.publisher
+    deployer.pipeline.publisher = FailingPublisher()
+    try:
+        second = deployer.deploy(site, source="workspace", folder=deployer.workspace_site("static"))
+    finally:
+        deployer.pipeline.publisher = working
+
+    assert (second.status, second.step) == ("failed", "publish")
+    assert second.error == "publish failed: the upload was refused: 401 Unauthorized"
+    assert {s["name"]: s["status"] for s in second.steps}["publish"] == "failed"
+    assert deployer.live(site) == first.id
+    state = deployer.store.get_site(site)
+    assert (state.live_deployment_id, state.publisher) == (first.id, None)  # lease given back
+
+
+def test_a_deployment_waits_for_the_publish_lease_and_takes_over_an_expired_one(deployer: Deployer) -> None:
+    site = _site()
+    holder = deployer.store.create(
+        DeploymentRequest(site=site, requested_by="t", source="workspace", folder="x")
+    )
+    # Another deployment holds the lease for good (its worker is stuck): the deployment gives up.
+    assert deployer.store.acquire_publish(site, holder.id, ttl_seconds=3600)
+    blocked = deployer.deploy(site, source="workspace", folder=deployer.workspace_site("static"))
+    assert blocked.status == "failed"
+    assert blocked.error == "the site stayed locked by another deployment for deployment_publish"
+    assert "another deployment is publishing" in "\n".join(deployer.pipeline.logs[blocked.id])
+    # A lease that expired (its holder died) is taken over.
+    assert deployer.store.acquire_publish(site, holder.id, ttl_seconds=-1)
+    done = deployer.deploy(site, source="workspace", folder=deployer.workspace_site("static"))
+    assert done.status == "succeeded" and deployer.live(site) == done.id
+
+
+def test_a_site_builds_one_deployment_at_a_time_and_slots_bound_sites_building_at_once(
+    deployer: Deployer,
+) -> None:
+    pipeline, store = deployer.pipeline, deployer.store
+    pipeline.slots = BuildSlots(store._tables, 1, is_finished=lambda i: store.get(i).finished)
+    first_site, second_site = _site(), _site()
+
+    def request(site: str) -> str:
+        return store.create(DeploymentRequest(site=site, requested_by="t", source="workspace", folder="x")).id
+
+    one = request(first_site)
+    assert pipeline.start(one) == {"ok": True, "build": True}
+    store.transition(one, "building")
+    later = request(first_site)
+    assert pipeline.start(later) == {"wait": f"deployment {one} of {first_site} is building"}
+    other = request(second_site)
+    assert pipeline.start(other) == {"wait": "all 1 build slot(s) are busy"}
+
+    pipeline.finish(one, "failed", "stopped by the test")
+    assert pipeline.start(other) == {"ok": True, "build": True}  # the slot is free again
+    assert pipeline.start(later) == {"wait": "all 1 build slot(s) are busy"}
+    store.transition(other, "canceled")  # a holder that finished without giving its slot back
+    assert pipeline.start(later) == {"ok": True, "build": True}
+    store.transition(later, "building")
+    queued = request(first_site)
+    newest = request(first_site)
+    assert store.get(queued).status == "superseded"  # a newer request for the site supersedes it
+    assert pipeline.start(queued) == {"finished": "superseded"}
+    assert "wait" in pipeline.start(newest)
+    pipeline.finish(later, "failed", "stopped by the test")
+    assert pipeline.start(newest) == {"ok": True, "build": True}
+    pipeline.finish(newest, "canceled")
+    pipeline.slots = None
+
+
+def test_the_orchestration_waits_for_its_turn_and_gives_up_in_the_end(
+    deployer: Deployer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(deployments, "TURN_WAITS", 4)  # two hours of waits in the real thing
+    site = _site()
+    store = deployer.store
+    running = store.create(DeploymentRequest(site=site, requested_by="t", source="workspace", folder="x"))
+    store.transition(running.id, "building")
+    waiting = store.create(
+        DeploymentRequest(
+            site=site, requested_by="t", source="workspace", folder=deployer.workspace_site("static")
+        )
+    )
+    deployer.harness.start_new(ORCHESTRATOR, waiting.id, {"deployment_id": waiting.id})
+    asyncio.run(deployer.harness.run_until_idle())  # virtual time: the waits pass at once
+    status = deployer.harness.get_status(waiting.id)
+    assert status is not None and status["runtimeStatus"] == "Completed"
+    done = store.get(waiting.id)
+    assert done.status == "failed"
+    assert (
+        done.error
+        == f"the deployment gave up waiting for its turn: deployment {running.id} of {site} is building"
+    )
+    timers = [
+        e for e in deployer.harness.history(waiting.id) if e["EventType"] == HistoryEventType.TIMER_CREATED
+    ]
+    assert [round((_parse(t["FireAt"]) - _parse(t["Timestamp"])).total_seconds()) for t in timers] == [
+        1,
+        2,
+        4,
+        8,
+    ]
+
+
+def _parse(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def test_the_reaper_fails_deployments_whose_orchestration_is_gone(deployer: Deployer) -> None:
+    site = _site()
+    store, pipeline = deployer.store, deployer.pipeline
+    now = datetime.now(UTC)
+
+    def queued() -> DeploymentRecord:
+        return store.create(DeploymentRequest(site=site, requested_by="t", source="workspace", folder="x"))
+
+    waiting = queued()
+    assert not pipeline.reap(waiting, None, now)  # its start message may still be on its way
+    assert pipeline.reap(waiting, None, now + timedelta(minutes=11))
+    assert store.get(waiting.id).error == "the deployment was abandoned: its orchestration does not exist"
+
+    building = queued()
+    store.transition(building.id, "building")
+    assert not pipeline.reap(store.get(building.id), "Running", now)
+    assert pipeline.reap(store.get(building.id), None, now)  # it left the queue: the orchestration existed
+    crashed = queued()
+    store.transition(crashed.id, "building")
+    assert pipeline.reap(store.get(crashed.id), "Failed", now)
+    assert store.get(crashed.id).error == "the deployment was abandoned: its orchestration is failed"
+    assert not pipeline.reap(store.get(crashed.id), "Failed", now)  # finished: left alone
+    assert store.get_site(site).state == "DEPLOYMENT_FAILED"
+
+
+def test_the_connected_repository_is_cloned_with_its_token_in_the_environment_only(
+    deployer: Deployer, tmp_path: Path
+) -> None:
+    token = "ghp_" + uuid.uuid4().hex
+    repo = Repo(tmp_path / "private" / "site")
+    repo.write_many({path.name: path.read_bytes() for path in (SITES / "static").iterdir()})
+    commit = repo.commit_push("site")
+    with GitHttpServer(tmp_path / "private", token) as server:
+        url = server.repo_url(repo)
+        site = _site()
+        deployer.pipeline._git_token = lambda repository: token if repository == url else None
+        try:
+            done = deployer.deploy(site, source="git", repository=url, ref="main")
+            # Any other URL gets no token, and this server refuses it.
+            refused = deployer.deploy(site, source="git", repository=url + "/", ref="main")
+        finally:
+            deployer.pipeline._git_token = lambda repository: None
+
+    assert (done.status, done.commit_sha) == ("succeeded", commit)
+    assert "Hello from a plain static site" in deployer.served(site).text
+    assert not server.token_in_argv
+    assert (refused.status, refused.step) == ("failed", "checkout")
+    assert refused.error is not None and "cannot fetch main" in refused.error
+    logs = "\n".join(deployer.pipeline.logs[done.id] + deployer.pipeline.logs[refused.id])
+    assert token not in logs and token not in refused.error

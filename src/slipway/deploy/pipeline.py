@@ -27,7 +27,7 @@ import time
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ from slipway.deploy.records import (
     FAILED,
     FINAL,
     PUBLISHING,
+    QUEUED,
     ROLLED_BACK,
     SUCCEEDED,
     TRANSITIONS,
@@ -68,6 +69,8 @@ _GIT_TIMEOUT = 300.0
 _SKIPPED_IN_WORKSPACE = shutil.ignore_patterns(".git", "node_modules")
 _STOP_CHECK_SECONDS = 1.0
 _STREAMS = {"stdout": "stdout", "stderr": "stderr"}
+# A queued deployment may wait this long for its orchestration to appear before it is failed.
+START_GRACE = timedelta(minutes=10)
 
 
 class SourceRejected(Exception):
@@ -298,6 +301,27 @@ class DeployPipeline:
             if self.slots is not None:
                 self.slots.release(deployment_id)
             shutil.rmtree(self._folder(deployment_id), ignore_errors=True)
+
+    def reap(self, record: DeploymentRecord, orchestration: str | None, now: datetime) -> bool:
+        """Fail an unfinished deployment whose orchestration is gone (``orchestration`` is its
+        runtime status, None when there is none): it ended without finishing the deployment, or
+        never started though the deployment left the queue (a runner restarted, a host
+        recycled), or a queued one has waited :data:`START_GRACE` for it. Whether it was failed."""
+        if record.finished:
+            return False
+        queued_at = record.timestamps.get("queued_at")
+        waited = now - datetime.fromisoformat(queued_at.replace("Z", "+00:00")) if queued_at else START_GRACE
+        gone = orchestration in ("Failed", "Terminated", "Completed", "Canceled")
+        missing = orchestration is None and (record.status != QUEUED or waited >= START_GRACE)
+        if not (gone or missing):
+            return False
+        reason = (
+            f"its orchestration is {orchestration.lower()}"
+            if orchestration
+            else "its orchestration does not exist"
+        )
+        self.finish(record.id, FAILED, f"the deployment was abandoned: {reason}")
+        return True
 
     # -------------------------------------------------------------------- internals
 

@@ -47,12 +47,9 @@ TURN_WAIT_MAX_SECONDS = 10
 TURN_WAITS = 720
 # Every minute: deployments whose orchestration is gone (a runner restarted, a host recycled).
 REAPER_SCHEDULE = "45 * * * * *"
-# A queued deployment may wait this long for its orchestration to appear before it is failed.
-START_GRACE = timedelta(minutes=10)
 # Network-ish steps (git, the publisher, the site over HTTP) and bookkeeping are retried on an
 # exception; a build that fails on its own merits returns {"ok": False} and is not.
 _RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5000, max_number_of_attempts=3)
-_GONE = ("Failed", "Terminated", "Completed", "Canceled")
 
 
 class _Canceled(Exception):
@@ -120,21 +117,9 @@ def deployments_blueprint(pipeline: DeployPipeline) -> df.Blueprint:
         for record in await asyncio.to_thread(pipeline.store.unfinished):
             status = await client.get_status(record.id)
             runtime = getattr(status, "runtime_status", None)
-            name = runtime.value if runtime is not None else None
-            queued_at = record.timestamps.get("queued_at", "")
-            waited = (
-                now - datetime.fromisoformat(queued_at.replace("Z", "+00:00")) if queued_at else START_GRACE
+            await asyncio.to_thread(
+                pipeline.reap, record, runtime.value if runtime is not None else None, now
             )
-            if name in _GONE or (name is None and (record.status != QUEUED or waited >= START_GRACE)):
-                reason = (
-                    f"its orchestration is {name.lower()}" if name else "its orchestration does not exist"
-                )
-                log.warning(
-                    "settling an abandoned deployment", extra={"deployment": record.id, "reason": reason}
-                )
-                await asyncio.to_thread(
-                    pipeline.finish, record.id, "failed", f"the deployment was abandoned: {reason}"
-                )
 
     @blueprint.orchestration_trigger(context_name="context")
     def deployment_run(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
@@ -175,7 +160,10 @@ def deployments_blueprint(pipeline: DeployPipeline) -> df.Blueprint:
                     return started
                 context.set_custom_status({"status": "queued", "waiting": started["wait"]})
                 yield from wait(min(2**attempt, TURN_WAIT_MAX_SECONDS))
-            return {"ok": False, "error": "the deployment waited more than two hours for its turn"}
+            return {
+                "ok": False,
+                "error": f"the deployment gave up waiting for its turn: {started['wait']}",
+            }
 
         def run() -> Generator[Any, Any, tuple[str, str | None]]:
             started = yield from turn()
