@@ -431,3 +431,17 @@ def test_the_connected_repository_is_cloned_with_its_token_in_the_environment_on
     assert refused.error is not None and "cannot fetch main" in refused.error
     logs = "\n".join(deployer.pipeline.logs[done.id] + deployer.pipeline.logs[refused.id])
     assert token not in logs and token not in refused.error
+
+
+def test_errors_name_paths_in_the_project_never_the_workers_build_folder(deployer: Deployer) -> None:
+    site = _site()
+    missing = deployer.deploy(
+        site, source="workspace", folder=deployer.workspace_site("static"), output_dir="no-such-folder"
+    )
+    assert (missing.status, missing.step) == ("failed", "detect")
+    assert missing.error == "the output folder 'no-such-folder' does not exist in the project"
+    empty = deployer.workspace_site("static")
+    (deployer.workspace / empty / "public").mkdir()
+    nothing = deployer.deploy(site, source="workspace", folder=empty, output_dir="public")
+    assert (nothing.status, nothing.step) == ("failed", "package")
+    assert nothing.error == "the output folder public holds no files"

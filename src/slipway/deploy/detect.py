@@ -117,6 +117,9 @@ def detect_build(
             raise DetectError(
                 "a package manager or build command is configured but the project has no package.json at its root"
             )
+        if configured_output is not None and not configured_output.is_dir():
+            # Nothing builds it: a static site's output folder must be there already.
+            raise DetectError(f"the output folder {output_dir!r} does not exist in the project")
         return BuildPlan(kind="static", project_dir=root, output_dir=configured_output or _static_site(root))
     package = _read_package_json(manifest)
     manager, lockfile = _package_manager(root, package, package_manager)

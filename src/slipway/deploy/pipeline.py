@@ -184,14 +184,14 @@ class DeployPipeline:
         except SourceRejected as exc:
             return self._fail(deployment_id, "checkout", str(exc))
         except DetectError as exc:
-            return self._fail(deployment_id, "detect", str(exc))
+            return self._fail(deployment_id, "detect", _project_relative(str(exc), folder))
         except BuildFailed as exc:
             if exc.reason == "canceled":
                 return {"ok": False, "error": "the deployment was canceled"}
             tail = f"\n{exc.output_tail}" if exc.output_tail else ""
             return self._fail(deployment_id, exc.phase, f"{exc}{tail}", logged=True)
         except PackageError as exc:
-            return self._fail(deployment_id, "package", str(exc))
+            return self._fail(deployment_id, "package", _project_relative(str(exc), folder))
         except TransitionRefused as exc:
             return {"ok": False, "error": str(exc)}  # it finished (canceled) meanwhile
         finally:
@@ -576,6 +576,13 @@ class DeployPipeline:
                 self._flush(deployment_id)
         except Exception as exc:  # cleanup never fails a deployment that succeeded
             self._say(deployment_id, "", f"old artifacts were not cleaned up: {type(exc).__name__}: {exc}")
+
+
+def _project_relative(message: str, folder: Path) -> str:
+    """``message`` without this worker's build folder in its paths: users know their project."""
+    for prefix in (folder.resolve() / "src", folder / "src"):
+        message = message.replace(f"{prefix}/", "").replace(str(prefix), ".")
+    return message
 
 
 def _describe(plan: Any) -> str:

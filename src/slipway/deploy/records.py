@@ -433,7 +433,15 @@ class DeploymentRecord:
             mark = self.step_marks.get(name)
             if mark is None:
                 status = "skipped" if later_started else "pending"
-                view.append({"name": name, "status": status, "started_at": None, "finished_at": None})
+                view.append(
+                    {
+                        "name": name,
+                        "status": status,
+                        "started_at": None,
+                        "finished_at": None,
+                        "duration_ms": None,
+                    }
+                )
                 continue
             later_started = True
             status = mark["status"]
