@@ -331,3 +331,70 @@ export const runLogsUrl = (id, after = 0) => `/api/runs/${segment(id)}/logs?afte
 export async function getRunLogs(id, after = 0) {
   return jsonOf(await request("GET", runLogsUrl(id, after), { headers: { Accept: "application/json" } }));
 }
+
+// --- sites and deployments ----------------------------------------------------------------------
+
+/** Every site: its state, what it serves (`live_*`), its continuous-deployment binding and last deployment. */
+export async function getSites() {
+  return jsonOf(await request("GET", "/api/sites"));
+}
+
+/** Deploy pushes to `branch` (of the connected repository) to `site`: resolves to the site. */
+export async function putBinding(site, binding) {
+  return jsonOf(await request("PUT", `/api/sites/${segment(site)}/binding`, { json: binding }));
+}
+
+/** Stop deploying pushes to `site`: resolves to the site. */
+export async function deleteBinding(site) {
+  return jsonOf(await request("DELETE", `/api/sites/${segment(site)}/binding`));
+}
+
+/**
+ * Republish an earlier deployment's artifact (202 `{"deployment", "status_url"}`); without
+ * `deploymentId`, the last good one before the live one.
+ */
+export async function rollbackSite(site, deploymentId) {
+  const json = deploymentId ? { deployment_id: deploymentId } : {};
+  return jsonOf(await request("POST", `/api/sites/${segment(site)}/rollback`, { json }));
+}
+
+/**
+ * Queue a deployment (202 `{"deployment", "status_url"}`): `{site, source: "workspace" | "git",
+ * folder?, repository?, ref?, package_manager?, build_command?, output_dir?, verify_path?,
+ * verify_text?}`. A 422 names the field it refuses; 409 `not_configured` when there is nowhere
+ * to publish.
+ */
+export async function startDeployment(body) {
+  return jsonOf(await request("POST", "/api/deployments", { json: body }));
+}
+
+/** Deployments newest first: of one site, or recent ones of every site. */
+export async function getDeployments({ site, limit = 50 } = {}) {
+  const query = new URLSearchParams({ limit: String(limit) });
+  if (site) query.set("site", site);
+  return jsonOf(await request("GET", `/api/deployments?${query}`));
+}
+
+/** A deployment with its steps, durations and estimate. */
+export async function getDeployment(id) {
+  return jsonOf(await request("GET", `/api/deployments/${segment(id)}`));
+}
+
+/** Stop a deployment that has not begun publishing (202 with the deployment; 409 after). */
+export async function cancelDeployment(id) {
+  return jsonOf(await request("POST", `/api/deployments/${segment(id)}/cancel`));
+}
+
+/** The same inputs again (202 `{"deployment", "status_url"}`). */
+export async function retryDeployment(id) {
+  return jsonOf(await request("POST", `/api/deployments/${segment(id)}/retry`));
+}
+
+/** The address of a deployment's log; with `Accept: text/event-stream` (EventSource) a live stream. */
+export const deploymentLogsUrl = (id, after = 0) =>
+  `/api/deployments/${segment(id)}/logs?after=${encodeURIComponent(after)}`;
+
+/** Log lines after `after`: `{"lines", "next", "status", "complete"}`. */
+export async function getDeploymentLogs(id, after = 0) {
+  return jsonOf(await request("GET", deploymentLogsUrl(id, after), { headers: { Accept: "application/json" } }));
+}

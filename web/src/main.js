@@ -766,6 +766,23 @@ function loadWorkflowsView() {
   return workflowsLoading;
 }
 
+// The Deployments view (sites, history, deploy form, deployment pages), loaded when first opened.
+let deployments = null;
+let deploymentsLoading = null;
+
+function loadDeploymentsView() {
+  deploymentsLoading ||= import("./deployments.js")
+    .then((module) => {
+      deployments = module.createDeploymentsView({ isAdmin: hasAdminRole });
+      return deployments;
+    })
+    .catch((error) => {
+      deploymentsLoading = null;
+      throw new Error(`The Deployments view could not be loaded (${error.message}); reload the page.`);
+    });
+  return deploymentsLoading;
+}
+
 async function openInEditor(path) {
   leaveRoute();
   showView("editor");
@@ -778,21 +795,30 @@ async function openInEditor(path) {
   await openFile(path);
 }
 
-// Only the Workflows view has addresses (#/workflows/NAME, #/runs/ID), so its pages can be
-// linked and survive a reload; the other views are reached through their tabs.
-const WORKFLOWS_ROUTE = /^#\/(workflows|runs)(\/|$)/;
+// Only the Workflows view (#/workflows/NAME, #/runs/ID) and the Deployments view
+// (#/deployments, #/sites/NAME, #/deployments/ID) have addresses, so their pages can be linked
+// and survive a reload; the other views are reached through their tabs.
+const ROUTES = [
+  [/^#\/(workflows|runs)(\/|$)/, "workflows"],
+  [/^#\/(deployments|sites)(\/|$)/, "deployments"],
+];
+const ROUTED_VIEWS = ROUTES.map(([, view]) => view);
+
+/** The view a hash belongs to, or null. */
+const routedView = (hash) => ROUTES.find(([pattern]) => pattern.test(hash))?.[1] || null;
 
 let routed = null; // the hash last shown: popstate and hashchange both announce a navigation
 
 function route() {
   if (!session.signedIn) return; // the sign-in panel is showing: routed when it is done
-  if (WORKFLOWS_ROUTE.test(location.hash)) {
-    if (routed === location.hash && !$("view-workflows").hidden) return;
+  const view = routedView(location.hash);
+  if (view) {
+    if (routed === location.hash && !$(`view-${view}`).hidden) return;
     routed = location.hash;
-    showView("workflows");
+    showView(view);
   } else {
     routed = null;
-    if (!$("view-workflows").hidden) showView("editor");
+    if (ROUTED_VIEWS.some((name) => !$(`view-${name}`).hidden)) showView("editor");
   }
 }
 
@@ -801,13 +827,15 @@ function navigate(hash) {
   else location.hash = hash; // hashchange routes
 }
 
-/** Leaving the Workflows view: drop its address, so a reload does not bring it back. */
+/** Leaving a view with addresses: drop its address, so a reload does not bring it back. */
 function leaveRoute() {
   if (location.hash) history.pushState(null, "", location.pathname + location.search);
 }
 
+const VIEWS = ["editor", "workflows", "deployments", "github", "health"];
+
 function showView(name) {
-  for (const view of ["editor", "workflows", "github", "health"]) {
+  for (const view of VIEWS) {
     $(`view-${view}`).hidden = view !== name;
     $(`tab-${view}`).setAttribute("aria-selected", String(view === name));
   }
@@ -819,6 +847,15 @@ function showView(name) {
     );
   } else {
     workflows?.setVisible(false);
+  }
+  if (name === "deployments") {
+    const hash = location.hash;
+    loadDeploymentsView().then(
+      (view) => view.setVisible(!$("view-deployments").hidden, location.hash || hash),
+      (error) => showError(error, "Deployments"),
+    );
+  } else {
+    deployments?.setVisible(false);
   }
   if (name === "github") {
     loadGithubView().then(
@@ -840,6 +877,10 @@ for (const name of ["editor", "github", "health"]) {
 $("tab-workflows").addEventListener("click", () => {
   routed = null; // opening the tab reads the workflows again, even when it is open
   navigate(workflows ? workflows.lastHash() : "#/workflows");
+});
+$("tab-deployments").addEventListener("click", () => {
+  routed = null; // opening the tab reads the sites again, even when it is open
+  navigate(deployments ? deployments.lastHash() : "#/deployments");
 });
 window.addEventListener("hashchange", route);
 window.addEventListener("popstate", route);
@@ -980,6 +1021,7 @@ function showSignIn(message) {
   closeMenu();
   // The views stop reading (run page, history and GitHub polls); they start again on return.
   workflows?.setVisible(false);
+  deployments?.setVisible(false);
   github?.setVisible(false);
   // After the 401 has reached the dialog that caused it, so its work has ended.
   setTimeout(dismissDialogs, 0);
@@ -1012,7 +1054,7 @@ function unauthorized(error, { hadToken }) {
 }
 
 function currentView() {
-  return ["editor", "workflows", "github", "health"].find((name) => $(`tab-${name}`).getAttribute("aria-selected") === "true") || "editor";
+  return VIEWS.find((name) => $(`tab-${name}`).getAttribute("aria-selected") === "true") || "editor";
 }
 
 /** Show the app for `principal` (null: /api/me failed otherwise) and (re)load what it shows. */
@@ -1028,16 +1070,17 @@ async function enter(principal, tree = null) {
   if (returning) {
     const view = currentView();
     routed = null;
-    if (view === "workflows") route();
+    if (ROUTED_VIEWS.includes(view)) route();
     else showView(view);
-  } else if (WORKFLOWS_ROUTE.test(location.hash)) {
-    route(); // a link to a run or a workflow
+  } else if (routedView(location.hash)) {
+    route(); // a link to a run, a workflow, a site or a deployment
   }
   await (tree || loadTree());
   if (!session.signedIn) return;
   applyPermissions();
   github?.render(); // the actions depend on the roles just read
   workflows?.render();
+  deployments?.render();
   updateSelectionButtons();
   if (!returning) {
     // Fetch the editor while the user looks at the tree, so the first file opens at once.

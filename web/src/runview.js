@@ -1,30 +1,31 @@
 // One run's page (#/runs/ID): its status and parameters, its steps (status, attempt, duration,
-// error, output) and its log. The run is read about every second until it ends. The log comes
-// from the server-sent event stream; when no event arrives within a few seconds (a host that
-// buffers responses, as Azure Functions does) it is read by polling `?after=N` instead. With an
-// API token it is always polled: EventSource cannot send the Authorization header, and the
-// token never goes into a URL.
+// error, output) and its log. The run is read about every second until it ends. The log is
+// followed live (logview.js: the event stream, or polling where the stream stays silent).
 import * as api from "./api.js";
 import { absoluteTime, formatDuration, h, parseTime, time } from "./dom.js";
 import { icon } from "./icons.js";
+import { createLogPanel } from "./logview.js";
 import { showError, toast } from "./toasts.js";
 
 export const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
 const RUN_POLL_MS = 1000;
-const LOG_POLL_MS = 1000;
 const RETRY_MS = 3000;
-const SSE_SILENCE_MS = 3000;
-const MAX_LOG_LINES = 20000;
 
-const STATUS_KIND = {
+export const STATUS_KIND = {
   queued: "waiting",
   waiting: "waiting",
+  pending: "waiting",
   running: "running",
+  building: "running",
+  publishing: "running",
+  verifying: "running",
   retrying: "retrying",
   succeeded: "ok",
   failed: "failed",
   timed_out: "failed",
+  rolled_back: "failed",
   canceled: "canceled",
+  superseded: "skipped",
   skipped: "skipped",
 };
 
@@ -32,8 +33,6 @@ export function statusBadge(status) {
   return h("span", { className: `badge status ${STATUS_KIND[status] || "skipped"}`, dataset: { status: status || "" } }, (status || "unknown").replace("_", " "));
 }
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const clock = (value) => parseTime(value)?.toLocaleTimeString([], { hour12: false }) ?? "";
 
 /** How long a step took, or has been running so far. */
 function stepDuration(step, now = Date.now()) {
@@ -43,132 +42,6 @@ function stepDuration(step, now = Date.now()) {
     return `${formatDuration(Math.max(0, now - started.getTime()))} so far`;
   }
   return "";
-}
-
-// --- following the log -------------------------------------------------------------------------
-
-/**
- * Follows a run's log from line `after`: SSE first, polling when the stream stays silent.
- * `onLines(lines)` gets each new line once, in order; `onMode("live" | "polling" | "complete")`;
- * `onError(message | null)` when reading fails (polling keeps retrying) or works again.
- */
-class LogFollower {
-  constructor(runId, { onLines, onMode, onError }) {
-    this.runId = runId;
-    this.next = 0;
-    this.handlers = { onLines, onMode, onError };
-    this.stopped = false;
-    this.source = null;
-    this.silence = null;
-    this.pending = [];
-    this.flushTimer = null;
-  }
-
-  start() {
-    if (typeof EventSource === "function" && !api.usesToken()) this.stream();
-    else this.poll();
-  }
-
-  stop() {
-    this.stopped = true;
-    this.closeStream();
-    clearTimeout(this.flushTimer);
-  }
-
-  closeStream() {
-    clearTimeout(this.silence);
-    if (this.source) {
-      this.source.close();
-      this.source = null;
-    }
-  }
-
-  take(lines) {
-    for (const line of lines) {
-      if (line.seq <= this.next) continue; // seen already (a reconnect, or the poll after the stream)
-      this.next = line.seq;
-      this.pending.push(line);
-    }
-    // Lines arrive one event at a time: hand them over in batches.
-    this.flushTimer ||= setTimeout(() => {
-      this.flushTimer = null;
-      const batch = this.pending;
-      this.pending = [];
-      if (batch.length && !this.stopped) this.handlers.onLines(batch);
-    }, 30);
-  }
-
-  stream() {
-    const source = new EventSource(api.runLogsUrl(this.runId, this.next));
-    this.source = source;
-    let heard = false;
-    const hear = () => {
-      if (!heard) {
-        heard = true;
-        clearTimeout(this.silence);
-        this.handlers.onMode("live");
-      }
-    };
-    const fallBack = () => {
-      if (this.source !== source || this.stopped) return;
-      this.closeStream();
-      this.poll();
-    };
-    // Buffered by the host, the stream says nothing until it ends: read by polling instead.
-    this.silence = setTimeout(() => heard || fallBack(), SSE_SILENCE_MS);
-    source.addEventListener("line", (event) => {
-      hear();
-      try {
-        this.take([JSON.parse(event.data)]);
-      } catch {
-        // A line that is not JSON is not shown; the poll would not return it either.
-      }
-    });
-    source.addEventListener("status", hear);
-    source.addEventListener("end", () => {
-      hear();
-      this.closeStream();
-      this.complete();
-    });
-    source.addEventListener("error", () => {
-      // Closed for good (an error status, not an event stream): polling says why in words.
-      // Before any event: maybe a proxy in the way; polling works through it.
-      if (source.readyState === EventSource.CLOSED || !heard) fallBack();
-    });
-  }
-
-  complete() {
-    // Whatever a batch still holds is handed over first.
-    setTimeout(() => {
-      if (!this.stopped) this.handlers.onMode("complete");
-    }, 40);
-  }
-
-  async poll() {
-    this.handlers.onMode("polling");
-    while (!this.stopped) {
-      let page;
-      try {
-        page = await api.getRunLogs(this.runId, this.next);
-      } catch (error) {
-        if (this.stopped) return;
-        this.handlers.onError(error.status === 404 ? `${error.message}` : `The log could not be read: ${error.message}`);
-        if (error.status === 404) return;
-        await sleep(RETRY_MS);
-        continue;
-      }
-      if (this.stopped) return;
-      this.handlers.onError(null);
-      this.take(page.lines || []);
-      if (page.next > this.next) this.next = page.next;
-      if (page.complete) {
-        this.complete();
-        return;
-      }
-      // A full page means more is waiting: read on at once.
-      if ((page.lines || []).length < 1000) await sleep(LOG_POLL_MS);
-    }
-  }
 }
 
 // --- the page ----------------------------------------------------------------------------------
@@ -183,10 +56,7 @@ export function createRunPage(host, { canRun, startRun }) {
   let runError = null;
   let timer = null;
   let token = 0;
-  let follower = null;
-  let logMode = "";
-  let logError = null;
-  let filter = "";
+  let logPanel = null;
   let canceling = false;
   const openOutputs = new Set();
   let renderedSteps = "";
@@ -204,16 +74,8 @@ export function createRunPage(host, { canRun, startRun }) {
     const error = h("p", { className: "run-error", role: "alert", hidden: true });
     const facts = h("dl", { className: "run-facts" });
     const steps = h("ol", { className: "run-steps", "aria-label": "Steps" });
-    const select = h("select", { className: "log-filter", "aria-label": "Show the lines of" }, h("option", { value: "" }, "All steps"));
-    select.addEventListener("change", () => {
-      filter = select.value;
-      for (const line of log.children) line.hidden = Boolean(filter) && line.dataset.step !== filter;
-      log.scrollTop = log.scrollHeight;
-    });
-    const mode = h("span", { className: "log-mode muted" });
-    const log = h("div", { className: "log", role: "log", "aria-label": "Run log", tabIndex: 0 });
-    const logNote = h("p", { className: "log-note muted" }, "No log lines yet.");
-    parts = { back, title, badge, actions, error, facts, steps, select, mode, log, logNote };
+    logPanel = createLogPanel({ label: "Run log", empty: "The run wrote no log lines." });
+    parts = { back, title, badge, actions, error, facts, steps };
     host.replaceChildren(
       h("div", { className: "run-view" },
         back,
@@ -222,9 +84,7 @@ export function createRunPage(host, { canRun, startRun }) {
         facts,
         h("h3", {}, "Steps"),
         steps,
-        h("div", { className: "log-head" }, h("h3", {}, "Log"), select, mode),
-        logNote,
-        log,
+        logPanel.elements,
       ),
     ); // fmt: skip
   }
@@ -255,7 +115,7 @@ export function createRunPage(host, { canRun, startRun }) {
     renderFacts();
     renderActions();
     renderSteps();
-    renderFilter();
+    logPanel.setSteps((run.steps || []).map((s) => s.name));
   }
 
   function renderFacts() {
@@ -337,46 +197,6 @@ export function createRunPage(host, { canRun, startRun }) {
     parts.steps.replaceChildren(...(rows.length ? rows : [h("li", { className: "muted" }, "No steps yet.")]));
   }
 
-  function renderFilter() {
-    const names = (run.steps || []).map((s) => s.name);
-    const have = [...parts.select.options].slice(1).map((o) => o.value);
-    if (names.join() === have.join()) return;
-    parts.select.replaceChildren(h("option", { value: "" }, "All steps"), ...names.map((n) => h("option", { value: n, selected: n === filter }, n)));
-  }
-
-  function renderLogState() {
-    if (!parts) return;
-    const words = { live: "live", polling: "polling", complete: "complete" };
-    parts.mode.textContent = logError ? "" : words[logMode] || "";
-    parts.mode.className = `log-mode ${logMode}`;
-    const empty = !parts.log.children.length;
-    parts.logNote.hidden = !logError && !empty;
-    parts.logNote.className = `log-note ${logError ? "failed" : "muted"}`;
-    parts.logNote.textContent = logError || (logMode === "complete" ? "The run wrote no log lines." : "No log lines yet.");
-  }
-
-  function appendLines(lines) {
-    const log = parts.log;
-    const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 30;
-    const fragment = document.createDocumentFragment();
-    for (const line of lines) {
-      const step = line.step || "";
-      const row = h(
-        "div",
-        { className: `log-line stream-${line.stream || "none"}`, dataset: { seq: line.seq, step, stream: line.stream || "" } },
-        h("span", { className: "log-time", title: absoluteTime(line.time) }, clock(line.time)),
-        h("span", { className: "log-step", title: step }, step),
-        h("span", { className: "log-text" }, line.text),
-      );
-      row.hidden = Boolean(filter) && step !== filter;
-      fragment.append(row);
-    }
-    log.append(fragment);
-    while (log.children.length > MAX_LOG_LINES) log.firstElementChild.remove();
-    if (atBottom) log.scrollTop = log.scrollHeight;
-    renderLogState();
-  }
-
   // --- reading the run ---
 
   async function poll(id, mine) {
@@ -436,33 +256,17 @@ export function createRunPage(host, { canRun, startRun }) {
     build();
     render();
     poll(id, mine);
-    follower = new LogFollower(id, {
-      onLines: (lines) => mine === token && appendLines(lines),
-      onMode: (mode) => {
-        if (mine !== token) return;
-        logMode = mode;
-        renderLogState();
-      },
-      onError: (message) => {
-        if (mine !== token) return;
-        logError = message;
-        renderLogState();
-      },
-    });
-    follower.start();
+    logPanel.follow({ url: (after) => api.runLogsUrl(id, after), read: (after) => api.getRunLogs(id, after) });
   }
 
   function hide() {
     token++;
     clearTimeout(timer);
-    follower?.stop();
-    follower = null;
+    logPanel?.stop();
+    logPanel = null;
     runId = null;
     run = null;
     runError = null;
-    logMode = "";
-    logError = null;
-    filter = "";
     canceling = false;
     renderedSteps = "";
     openOutputs.clear();
