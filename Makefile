@@ -48,6 +48,7 @@ bench: install
 	$(BIN)/python tests/benchmarks/workspace.py
 	$(BIN)/python tests/benchmarks/sync.py
 	$(BIN)/python tests/benchmarks/engine.py
+	$(BIN)/python tests/benchmarks/deploy.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache

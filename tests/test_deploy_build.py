@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from slipway.deploy.build import BuildFailed, BuildLimits, BuildResult, run_build
-from slipway.deploy.cache import DependencyCache, cache_key
+from slipway.deploy.cache import DependencyCache, cache_key, npm_tree_problem
 from slipway.deploy.detect import BuildPlan, DetectError, detect_build
 from slipway.deploy.package import DEPLOY_FILE, Package, PackageError, create_package
 
@@ -359,8 +359,8 @@ def test_second_install_restores_from_the_cache_without_the_network(
     # A dead registry: any download would fail the install.
     result, log = build(project, tmp_path, cache=cache, env=DEAD_REGISTRY)
     assert result.cache_restored and result.cache_key == first.cache_key
-    assert "$ npm ci" not in log.text
-    assert "$ npm install --offline --no-save" in log.text
+    assert "$ npm ci" not in log.text and "$ npm install" not in log.text  # no npm process at all
+    assert "[the restored dependencies match the lockfile: nothing to install]" in log.text
     assert "Fish &amp; &lt;Chips&gt;" in (result.output_dir / "index.html").read_text()
 
 
@@ -376,8 +376,8 @@ def test_restored_tree_missing_a_package_is_caught_offline(
     with pytest.raises(BuildFailed) as failed:
         # No retries: npm's default backoff spends about 70 s on a refused connection.
         build(project, tmp_path, cache=cache, env={**DEAD_REGISTRY, "npm_config_fetch_retries": "0"}, log=log)
-    # The offline check refused the bad tree; the fresh install then needed the (dead) registry.
-    assert "do not match the lockfile" in log.text
+    # The check refused the bad tree; the fresh install then needed the (dead) registry.
+    assert "do not match the lockfile (node_modules/escape-html is missing)" in log.text
     assert "$ npm ci" in log.text
     assert failed.value.phase == "install"
 
@@ -522,3 +522,31 @@ def test_plan_is_frozen() -> None:
     with pytest.raises(AttributeError):
         plan.kind = "node"  # type: ignore[misc]
     assert isinstance(plan, BuildPlan)
+
+
+def test_a_restored_npm_tree_is_checked_against_the_lockfile_without_npm(tmp_path: Path) -> None:
+    project = site(tmp_path, "npm-dep")
+    lock = json.loads((project / "package-lock.json").read_text())
+    lock["packages"]["node_modules/fsevents"] = {"version": "2.3.3", "optional": True}  # another platform's
+    (project / "package-lock.json").write_text(json.dumps(lock))
+    assert npm_tree_problem(project) == "node_modules/escape-html is missing"
+    installed = project / "node_modules" / "escape-html"
+    installed.mkdir(parents=True)
+    (installed / "package.json").write_text('{"name": "escape-html", "version": "1.0.2"}')
+    assert npm_tree_problem(project) == "node_modules/escape-html is 1.0.2, the lockfile wants 1.0.3"
+    (installed / "package.json").write_text('{"name": "escape-html", "version": "1.0.3"}')
+    assert npm_tree_problem(project) is None
+    (project / "package-lock.json").write_text('{"lockfileVersion": 1, "dependencies": {}}')
+    assert npm_tree_problem(project) is not None  # an old lockfile is never taken as matching
+
+
+def test_cache_key_follows_the_declared_dependencies_not_the_scripts(tmp_path: Path) -> None:
+    project = site(tmp_path, "npm-dep")
+    key = cache_key(detect_build(project), node_major=20)
+    manifest = json.loads((project / "package.json").read_text())
+    manifest.setdefault("scripts", {})["lint"] = "echo lint"
+    (project / "package.json").write_text(json.dumps(manifest))
+    assert cache_key(detect_build(project), node_major=20) == key
+    manifest["dependencies"]["left-pad"] = "1.3.0"  # package.json no longer matches the lockfile
+    (project / "package.json").write_text(json.dumps(manifest))
+    assert cache_key(detect_build(project), node_major=20) != key

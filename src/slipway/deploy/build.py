@@ -9,9 +9,10 @@ build. Nothing else of the worker's environment: its storage keys, identity endp
 Slipway's own settings are for Slipway, not for a project's scripts.
 
 With a lockfile and a :class:`~slipway.deploy.cache.DependencyCache`, ``node_modules`` is
-restored from the cache and checked with an *offline* install (``npm install --offline``: the
-tree is left as it is when it matches the lockfile, a missing package fails instead of being
-downloaded). If that check fails the restored tree is removed and the normal install runs.
+restored from the cache and checked against the lockfile: for npm by reading the lockfile and
+the installed packages' versions (no npm process), for yarn, pnpm and bun with an *offline*
+install (a missing package fails instead of being downloaded). If that check fails the restored
+tree is removed and the normal install runs.
 After a normal install succeeds, ``node_modules`` is saved to the cache before the tests run.
 """
 
@@ -26,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from slipway.deploy.cache import DependencyCache, cache_key
+from slipway.deploy.cache import DependencyCache, cache_key, npm_tree_problem
 from slipway.deploy.command import LogSink, StopCheck, run_command
 from slipway.deploy.detect import BuildPlan, DetectError, find_output_dir, snapshot_output_candidates
 
@@ -148,12 +149,19 @@ def run_build(
     if cache is not None and plan.lockfile is not None:
         node_major = runner.node_major()
         key = cache_key(plan, node_major=node_major)
+    if plan.install_command:
+        runner.begin("install")
     if key is not None and cache is not None and plan.offline_install_command:
         if cache.restore(key, plan.project_dir):
             sink.write("slipway", f"[dependencies restored from the cache, key {key[:12]}]")
-            restored = runner.run("install", plan.offline_install_command, check=False)
-            if not restored:
-                sink.write("slipway", "[restored dependencies do not match the lockfile; installing afresh]")
+            restored, problem = _check_restored(plan, runner)
+            if restored:
+                sink.write("slipway", "[the restored dependencies match the lockfile: nothing to install]")
+            else:
+                sink.write(
+                    "slipway",
+                    f"[restored dependencies do not match the lockfile ({problem}); installing afresh]",
+                )
                 shutil.rmtree(plan.project_dir / "node_modules", ignore_errors=True)
         else:
             sink.write("slipway", f"[no cached dependencies for key {key[:12]}]")
@@ -186,6 +194,17 @@ def run_build(
     )
 
 
+def _check_restored(plan: BuildPlan, runner: _Runner) -> tuple[bool, str]:
+    """Whether a tree restored from the cache can be used as it is, and if not, why."""
+    if plan.package_manager == "npm" and plan.lockfile == "package-lock.json":
+        problem = npm_tree_problem(plan.project_dir)
+        return problem is None, problem or ""
+    assert plan.offline_install_command is not None
+    if runner.run("install", plan.offline_install_command, check=False):
+        return True, ""
+    return False, "the offline install failed"
+
+
 class _Runner:
     """Runs a build's commands with the same scratch folder, log, limits and stop check."""
 
@@ -209,6 +228,13 @@ class _Runner:
         self.limits = limits
         self.seconds: dict[str, float] = {}
         self.env(None)  # refuse forbidden variables before anything runs
+
+    def begin(self, phase: str) -> None:
+        """Tell ``on_phase`` that ``phase`` begins (once per phase)."""
+        if phase != self.phase:
+            self.phase = phase
+            if self.on_phase is not None:
+                self.on_phase(phase)
 
     def env(self, node_env: str | None) -> dict[str, str]:
         return build_environment(self.scratch, node_env=node_env, extra=self.extra_env)
@@ -241,10 +267,7 @@ class _Runner:
             "build": self.limits.build_timeout,
         }[phase]
         shown = argv[2] if argv[:2] == ("/bin/sh", "-c") else shlex.join(argv)
-        if phase != self.phase:
-            self.phase = phase
-            if self.on_phase is not None:
-                self.on_phase(phase)
+        self.begin(phase)
         if self.should_stop is not None and self.should_stop():
             raise BuildFailed(phase, f"{phase} canceled before it started", reason="canceled")
         self.sink.write("slipway", f"$ {shown}")
