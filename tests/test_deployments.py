@@ -4,12 +4,14 @@ package from the npm registry), the local static host checked over HTTP, and rea
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import os
 import shutil
-import signal
-import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,10 @@ import pytest
 from gitrepos import Repo
 from runner_process import Runner, start_runner
 
+from slipway.adapters.queues import encode_wire
+from slipway.adapters.secrets import FileSecretStore
+from slipway.deploy.records import DeploymentRequest, DeploymentStore
+from slipway.gitsync.connection import WEBHOOK_SECRET, Connection, ConnectionStore
 from slipway.names import DEPLOYS_QUEUE, poison_queue
 
 SITES = Path(__file__).parent / "fixtures" / "sites"
@@ -267,9 +273,18 @@ def test_a_newer_request_supersedes_a_queued_older_one_for_the_same_site(runner:
     assert finished(runner, older)["steps"][0]["status"] == "skipped"
 
 
-def test_a_poisoned_start_message_shows_as_a_failed_deployment_with_the_reason(runner: Runner) -> None:
-    from slipway.deploy.records import DeploymentRequest, DeploymentStore
-
+def test_garbage_is_dropped_and_a_poisoned_start_message_shows_as_a_failed_deployment(runner: Runner) -> None:
+    queues = runner.queue_bus()
+    for queue in (DEPLOYS_QUEUE, poison_queue(DEPLOYS_QUEUE)):
+        for garbage in (b"not json", b'{"action": "start", "deployment_id": "../../etc"}', b"\xff\xfe"):
+            queues.send_wire(queue, encode_wire(garbage))
+    runner.wait(
+        lambda: (
+            queues.approximate_count(DEPLOYS_QUEUE) == 0
+            and queues.approximate_count(poison_queue(DEPLOYS_QUEUE)) == 0
+        ),
+        "the garbage to be read and dropped",
+    )
     site = site_name()
     store = DeploymentStore(runner.table_store())
     record = store.create(
@@ -349,11 +364,6 @@ def test_a_push_to_a_bound_branch_deploys_its_folder_and_records_the_commit_and_
 
 def _connect(runner: Runner, url: str) -> None:
     """Record a connection to ``url`` the way connect does (GitHub's API is not reachable here)."""
-    from datetime import UTC, datetime
-
-    from slipway.adapters.secrets import FileSecretStore
-    from slipway.gitsync.connection import WEBHOOK_SECRET, Connection, ConnectionStore
-
     FileSecretStore(runner.temp.parent / "secrets.json").set_secret(WEBHOOK_SECRET, "s3cret-for-tests")
     ConnectionStore(runner.table_store()).save(
         Connection("octo/site", "main", url, None, False, "", datetime.now(UTC), "test")
@@ -361,10 +371,6 @@ def _connect(runner: Runner, url: str) -> None:
 
 
 def _push(runner: Runner, delivery: str, commit: str, changed: list[str]) -> dict[str, Any]:
-    import hashlib
-    import hmac
-    import json
-
     body = json.dumps(
         {
             "ref": "refs/heads/feature",  # not the synced branch: only deployments react
@@ -388,6 +394,3 @@ def _push(runner: Runner, delivery: str, commit: str, changed: list[str]) -> dic
     )
     assert answer.status_code in (200, 202), answer.text
     return dict(answer.json())
-
-
-del signal, time

@@ -102,8 +102,15 @@ def deployments_blueprint(pipeline: DeployPipeline) -> df.Blueprint:
         except ValueError:
             log.warning("unreadable message in the deploys poison queue dropped")
             return
+        if message["action"] == CANCEL:
+            return
+        try:
+            record = pipeline.store.get(message["deployment_id"])
+        except DeployError:
+            log.warning("poisoned start message for an unknown deployment dropped")
+            return
         # Only a deployment still queued: one whose orchestration did start is that one's business.
-        if message["action"] != CANCEL and pipeline.store.get(message["deployment_id"]).status == QUEUED:
+        if record.status == QUEUED:
             pipeline.finish(
                 message["deployment_id"],
                 "failed",
