@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from slipway.api.bodies import read_body_capped
 from slipway.api.errors import ApiError
 from slipway.api.security import Admin, Reader
-from slipway.api.streams import log_stream, start_after
+from slipway.api.streams import log_response
 from slipway.deploy.records import FINAL
 from slipway.deploy.service import MAX_REQUEST_BYTES, DeploymentService
 
@@ -79,14 +79,13 @@ async def deployment_logs(
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse | dict[str, object]:
     service = _service(request)
-    if "text/event-stream" not in request.headers.get("accept", ""):
-        return await asyncio.to_thread(service.logs, deployment_id, after, limit)
-    await asyncio.to_thread(service.store.get, deployment_id)  # 404 before the stream opens
-    return log_stream(
-        lambda start, size: service.logs(deployment_id, start, size),
-        start_after(after, last_event_id),
+    return await log_response(
         request,
-        FINAL,
+        lambda start, size: service.logs(deployment_id, start, size),
+        after=after,
+        limit=limit,
+        last_event_id=last_event_id,
+        final=FINAL,
     )
 
 

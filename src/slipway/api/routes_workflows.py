@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from slipway.api.bodies import read_body_capped
 from slipway.api.errors import ApiError
 from slipway.api.security import Editor, Reader
-from slipway.api.streams import log_stream, start_after
+from slipway.api.streams import log_response
 from slipway.engine.runs import RUN_TERMINAL
 from slipway.engine.service import MAX_PARAMS_BYTES, WorkflowService
 
@@ -87,12 +87,11 @@ async def run_logs(
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse | dict[str, object]:
     engine = _engine(request)
-    if "text/event-stream" not in request.headers.get("accept", ""):
-        return await asyncio.to_thread(engine.read_logs, run_id, after, limit)
-    await asyncio.to_thread(engine.runs.get_run, run_id)  # 404 before the stream opens
-    return log_stream(
-        lambda start, size: engine.read_logs(run_id, start, size),
-        start_after(after, last_event_id),
+    return await log_response(
         request,
-        RUN_TERMINAL,
+        lambda start, size: engine.read_logs(run_id, start, size),
+        after=after,
+        limit=limit,
+        last_event_id=last_event_id,
+        final=RUN_TERMINAL,
     )

@@ -25,13 +25,23 @@ _PING_SECONDS = 15
 LogPage = Callable[[int, int], dict[str, Any]]
 
 
-def start_after(after: int, last_event_id: str | None) -> int:
-    return int(last_event_id) if last_event_id and last_event_id.isdigit() else after
-
-
-def log_stream(read: LogPage, after: int, request: Request, final: Container[str]) -> StreamingResponse:
+async def log_response(
+    request: Request,
+    read: LogPage,
+    *,
+    after: int,
+    limit: int,
+    last_event_id: str | None,
+    final: Container[str],
+) -> StreamingResponse | dict[str, Any]:
+    """One page of lines as JSON; with ``Accept: text/event-stream`` the live stream, from
+    ``Last-Event-ID`` when the browser reconnects."""
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        return await asyncio.to_thread(read, after, limit)
+    start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+    await asyncio.to_thread(read, start, 1)  # an unknown id is a 404 before the stream opens
     return StreamingResponse(
-        _events(read, after, request, final),
+        _events(read, start, request, final),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

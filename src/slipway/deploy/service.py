@@ -25,7 +25,6 @@ from slipway.deploy.errors import DeployError, DeployRequestInvalid
 from slipway.deploy.records import (
     CANCELED,
     FAILED,
-    FINAL,
     PUBLISHING,
     QUEUED,
     SUCCEEDED,
@@ -333,14 +332,9 @@ class DeploymentService:
 
     def logs(self, deployment_id: str, after: int, limit: int) -> dict[str, Any]:
         record = self.store.get(deployment_id)
-        lines = self._log_store.read(deployment_id, after=after, limit=limit)
-        return {
-            "lines": lines,
-            "next": lines[-1]["seq"] if lines else after,
-            "status": record.status,
-            # Everything there will ever be was returned: the deployment ended and no page follows.
-            "complete": record.status in FINAL and len(lines) < limit,
-        }
+        return self._log_store.page(
+            deployment_id, after=after, limit=limit, status=record.status, finished=record.finished
+        )
 
 
 def _changed_paths(payload: Mapping[str, Any]) -> list[str] | None:

@@ -146,6 +146,18 @@ class RunLogStore:
                 break
         return lines
 
+    def page(self, run_id: str, *, after: int, limit: int, status: str, finished: bool) -> dict[str, Any]:
+        """The lines after ``after`` as the API pages them: ``next`` to ask from, and
+        ``complete`` once the run (or deployment) has ``finished`` and no page follows, so a
+        reader knows it has seen everything there will ever be."""
+        lines = self.read(run_id, after=after, limit=limit)
+        return {
+            "lines": lines,
+            "next": lines[-1]["seq"] if lines else after,
+            "status": status,
+            "complete": finished and len(lines) < limit,
+        }
+
     def dropped(self, run_id: str) -> int:
         counter = self._tables.get_entity(RUN_LOGS_TABLE, run_id, _COUNTER)
         return int(counter.get("dropped", 0)) if counter else 0

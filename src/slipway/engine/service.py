@@ -183,16 +183,10 @@ class WorkflowService:
         return self.get_run(run_id)
 
     def read_logs(self, run_id: str, after: int, limit: int) -> dict[str, Any]:
-        row = self.runs.get_run(run_id)
-        lines = self.log_store.read(run_id, after=after, limit=limit)
-        last = lines[-1]["seq"] if lines else after
-        return {
-            "lines": lines,
-            "next": last,
-            "status": row["status"],
-            # Everything there will ever be was returned: the run ended and no page follows.
-            "complete": row["status"] in RUN_TERMINAL and len(lines) < limit,
-        }
+        status = self.runs.get_run(run_id)["status"]
+        return self.log_store.page(
+            run_id, after=after, limit=limit, status=status, finished=status in RUN_TERMINAL
+        )
 
     # -------------------------------------------------------------- queue trigger
 
