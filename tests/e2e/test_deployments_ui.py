@@ -12,7 +12,6 @@ screenshot of each stage.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import uuid
@@ -22,12 +21,11 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
-from runner_process import REPO_ROOT, Runner, start_runner
+from runner_process import REPO_ROOT, Runner
+from ui_pages import open_page, screenshot, start_ui_runner
 
-WEB_DIST = REPO_ROOT / "web" / "dist"
 STATIC_FIXTURE = REPO_ROOT / "tests" / "fixtures" / "sites" / "static"
 NPM_FIXTURE = REPO_ROOT / "tests" / "fixtures" / "sites" / "npm-build"
-SCREENSHOTS = os.environ.get("SLIPWAY_E2E_SCREENSHOTS")
 DEPLOYMENT_HASH = re.compile(r"#/deployments/([^/]+)$")
 DURATION = re.compile(r"^\d+(\.\d)? (ms|s)$")
 BUILD_STEPS = ("checkout", "detect", "install", "test", "build", "package")
@@ -36,11 +34,7 @@ DEPLOY_TIMEOUT = 30_000
 
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
-    if not (WEB_DIST / "index.html").is_file():
-        pytest.fail(f"{WEB_DIST}/index.html is missing: build the UI first (make web/dist/index.html)")
-    started = start_runner(
-        tmp_path_factory.mktemp("e2e-deployments"), extra_env={"SLIPWAY_WEB_DIR": str(WEB_DIST)}
-    )
+    started = start_ui_runner(tmp_path_factory.mktemp("e2e-deployments"))
     try:
         yield started
     finally:
@@ -49,21 +43,12 @@ def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
 
 @pytest.fixture
 def page(browser: Browser, runner: Runner) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1360, "height": 900})
-    opened = context.new_page()
-    errors: list[str] = []
-    opened.on("pageerror", lambda error: errors.append(str(error)))
-    try:
+    with open_page(browser, viewport={"width": 1360, "height": 900}) as opened:
         yield opened
-    finally:
-        context.close()
-    assert errors == [], f"uncaught errors in the page: {errors}"
 
 
 def shot(page: Page, name: str) -> None:
-    if SCREENSHOTS:
-        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SCREENSHOTS) / f"deployments-{name}.png"), full_page=True)
+    screenshot(page, f"deployments-{name}", full_page=True)
 
 
 def unique(prefix: str) -> str:

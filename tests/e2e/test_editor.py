@@ -8,7 +8,6 @@ keep a screenshot of each stage.
 from __future__ import annotations
 
 import io
-import os
 import re
 import zipfile
 from collections.abc import Iterator
@@ -16,20 +15,17 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
-from runner_process import REPO_ROOT, Runner, start_runner
+from runner_process import Runner
+from ui_pages import open_page, screenshot, start_ui_runner
 
 from slipway.workspace.mode import WorkspaceModeStore
 
-WEB_DIST = REPO_ROOT / "web" / "dist"
 DIRTY = re.compile(r"\bdirty\b")
-SCREENSHOTS = os.environ.get("SLIPWAY_E2E_SCREENSHOTS")
 
 
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
-    if not (WEB_DIST / "index.html").is_file():
-        pytest.fail(f"{WEB_DIST}/index.html is missing: build the UI first (make web/dist/index.html)")
-    started = start_runner(tmp_path_factory.mktemp("e2e"), extra_env={"SLIPWAY_WEB_DIR": str(WEB_DIST)})
+    started = start_ui_runner(tmp_path_factory.mktemp("e2e"))
     try:
         yield started
     finally:
@@ -38,22 +34,13 @@ def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
 
 @pytest.fixture
 def page(browser: Browser, runner: Runner) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1360, "height": 820}, accept_downloads=True)
-    opened = context.new_page()
-    errors: list[str] = []
-    opened.on("pageerror", lambda error: errors.append(str(error)))
-    opened.goto(runner.url + "/")
-    try:
+    with open_page(browser, viewport={"width": 1360, "height": 820}, accept_downloads=True) as opened:
+        opened.goto(runner.url + "/")
         yield opened
-    finally:
-        context.close()
-    assert errors == [], f"uncaught errors in the page: {errors}"
 
 
 def shot(page: Page, name: str) -> None:
-    if SCREENSHOTS:
-        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))
+    screenshot(page, name)
 
 
 def row(page: Page, path: str) -> Locator:

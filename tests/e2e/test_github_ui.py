@@ -10,7 +10,6 @@ SLIPWAY_E2E_SCREENSHOTS to a folder to keep a screenshot of each stage.
 from __future__ import annotations
 
 import io
-import os
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -21,10 +20,9 @@ import pytest
 from fakes.github import FakeGitHub, FakeToken
 from gitrepos import Repo, assert_mirrors
 from playwright.sync_api import Browser, Locator, Page, Route, expect
-from runner_process import REPO_ROOT, Runner, start_runner
+from runner_process import Runner
+from ui_pages import open_page, screenshot, start_ui_runner
 
-WEB_DIST = REPO_ROOT / "web" / "dist"
-SCREENSHOTS = os.environ.get("SLIPWAY_E2E_SCREENSHOTS")
 PUBLIC_BASE_URL = "https://slipway.example.test"
 WEBHOOK_URL = PUBLIC_BASE_URL + "/api/github/webhook"
 ADMIN_TOKEN = "github_pat_e2e_admin_0123456789abcdef"  # a token of the fake GitHub
@@ -41,8 +39,6 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    if not (WEB_DIST / "index.html").is_file():
-        pytest.fail(f"{WEB_DIST}/index.html is missing: build the UI first (make web/dist/index.html)")
     root = tmp_path_factory.mktemp("e2e-github")
     # The repository octo/flows: its bare remote is what <remotes>/octo/flows.git names.
     repo = Repo(root / "octo-flows")
@@ -64,10 +60,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         github.tokens[ADMIN_TOKEN] = FakeToken()
         github.tokens[READ_TOKEN] = FakeToken(admin=False, hooks=False)
         github.add_repo("octo/flows", branches={"main": repo.head()})
-        runner = start_runner(
+        runner = start_ui_runner(
             root,
             extra_env={
-                "SLIPWAY_WEB_DIR": str(WEB_DIST),
                 "SLIPWAY_GITHUB_API_URL": github.url,
                 "SLIPWAY_GITHUB_WEB_URL": remotes.as_uri(),
                 "SLIPWAY_PUBLIC_BASE_URL": PUBLIC_BASE_URL,
@@ -86,26 +81,19 @@ def console() -> list[str]:
 
 @pytest.fixture
 def page(browser: Browser, world: World, console: list[str]) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1360, "height": 820}, accept_downloads=True)
-    opened = context.new_page()
-    errors: list[str] = []
-    opened.on("pageerror", lambda error: errors.append(str(error)))
-    opened.on("console", lambda message: console.append(message.text))
-    opened.goto(world.runner.url + "/")
     try:
-        yield opened
+        with open_page(browser, viewport={"width": 1360, "height": 820}, accept_downloads=True) as opened:
+            opened.on("console", lambda message: console.append(message.text))
+            opened.goto(world.runner.url + "/")
+            yield opened
     finally:
-        context.close()
         # Whatever happened, the next test starts disconnected.
         if world.runner.api("GET", "/api/github").json().get("connected"):
             world.runner.api("POST", "/api/github/disconnect")
-    assert errors == [], f"uncaught errors in the page: {errors}"
 
 
 def shot(page: Page, name: str) -> None:
-    if SCREENSHOTS:
-        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SCREENSHOTS) / f"github-{name}.png"))
+    screenshot(page, f"github-{name}")
 
 
 def row(page: Page, path: str) -> Locator:

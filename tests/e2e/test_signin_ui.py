@@ -13,7 +13,6 @@ folder to keep a screenshot of each stage.
 from __future__ import annotations
 
 import io
-import os
 import re
 import secrets
 import zipfile
@@ -22,10 +21,9 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Request, expect
-from runner_process import REPO_ROOT, Runner, start_runner
+from runner_process import Runner
+from ui_pages import screenshot, start_ui_runner, watched
 
-WEB_DIST = REPO_ROOT / "web" / "dist"
-SCREENSHOTS = os.environ.get("SLIPWAY_E2E_SCREENSHOTS")
 TOKEN = secrets.token_urlsafe(32)  # 43 characters; the runner wants 32 or more off loopback
 WRONG_TOKEN = secrets.token_urlsafe(32)
 RUN_HASH = re.compile(r"#/runs/([^/]+)$")
@@ -44,11 +42,9 @@ def hello(ctx):
 
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
-    if not (WEB_DIST / "index.html").is_file():
-        pytest.fail(f"{WEB_DIST}/index.html is missing: build the UI first (make web/dist/index.html)")
-    started = start_runner(
+    started = start_ui_runner(
         tmp_path_factory.mktemp("e2e-signin"),
-        extra_env={"SLIPWAY_WEB_DIR": str(WEB_DIST), "SLIPWAY_API_TOKEN": TOKEN},
+        extra_env={"SLIPWAY_API_TOKEN": TOKEN},
         host="0.0.0.0",  # not loopback: no development principal
     )
     try:
@@ -71,17 +67,12 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
 
 @pytest.fixture
 def page(context: BrowserContext) -> Iterator[Page]:
-    opened = context.new_page()
-    errors: list[str] = []
-    opened.on("pageerror", lambda error: errors.append(str(error)))
-    yield opened
-    assert errors == [], f"uncaught errors in the page: {errors}"
+    with watched(context.new_page()) as opened:
+        yield opened
 
 
 def shot(page: Page, name: str) -> None:
-    if SCREENSHOTS:
-        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SCREENSHOTS) / f"signin-{name}.png"))
+    screenshot(page, f"signin-{name}")
 
 
 def test_the_runner_refuses_requests_without_the_token(runner: Runner) -> None:

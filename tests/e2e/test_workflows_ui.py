@@ -9,17 +9,14 @@ SLIPWAY_E2E_SCREENSHOTS to a folder to keep a screenshot of each stage.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Locator, Page, Route, expect
-from runner_process import REPO_ROOT, Runner, start_runner
+from runner_process import Runner
+from ui_pages import open_page, screenshot, start_ui_runner
 
-WEB_DIST = REPO_ROOT / "web" / "dist"
-SCREENSHOTS = os.environ.get("SLIPWAY_E2E_SCREENSHOTS")
 DURATION = re.compile(r"^\d+(\.\d)? (ms|s)$")
 RUN_HASH = re.compile(r"#/runs/([^/]+)$")
 
@@ -77,11 +74,7 @@ def oops(:
 
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
-    if not (WEB_DIST / "index.html").is_file():
-        pytest.fail(f"{WEB_DIST}/index.html is missing: build the UI first (make web/dist/index.html)")
-    started = start_runner(
-        tmp_path_factory.mktemp("e2e-workflows"), extra_env={"SLIPWAY_WEB_DIR": str(WEB_DIST)}
-    )
+    started = start_ui_runner(tmp_path_factory.mktemp("e2e-workflows"))
     try:
         folder = started.workspace / "workflows"
         folder.mkdir(parents=True, exist_ok=True)
@@ -95,23 +88,12 @@ def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
 
 @pytest.fixture
 def page(browser: Browser, runner: Runner) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1360, "height": 900})
-    opened = context.new_page()
-    errors: list[str] = []
-    opened.on("pageerror", lambda error: errors.append(str(error)))
-    try:
+    with open_page(browser, viewport={"width": 1360, "height": 900}) as opened:
         yield opened
-    finally:
-        context.close()
-    assert errors == [], f"uncaught errors in the page: {errors}"
 
 
 def shot(page: Page, name: str) -> None:
-    if SCREENSHOTS:
-        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(
-            path=str(Path(SCREENSHOTS) / f"workflows-{name}.png"),
-        )
+    screenshot(page, f"workflows-{name}")
 
 
 def item(page: Page, name: str) -> Locator:
