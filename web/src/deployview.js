@@ -6,6 +6,7 @@
 import * as api from "./api.js";
 import { absoluteTime, formatDuration, h, parseTime, time } from "./dom.js";
 import { icon } from "./icons.js";
+import { createFollower } from "./follow.js";
 import { createLogPanel } from "./logview.js";
 import { statusBadge } from "./runview.js";
 import { showError, toast } from "./toasts.js";
@@ -109,8 +110,6 @@ export function createDeploymentPage(host, { canDeploy }) {
   let deploymentId = null;
   let deployment = null;
   let readError = null;
-  let timer = null;
-  let token = 0;
   let logPanel = null;
   let canceling = false;
   let renderedSteps = "";
@@ -277,22 +276,22 @@ export function createDeploymentPage(host, { canDeploy }) {
 
   // --- reading the deployment ---
 
-  async function poll(id, mine) {
-    try {
-      deployment = await api.getDeployment(id);
+  const follower = createFollower({
+    read: (id) => api.getDeployment(id),
+    isFinal: (record) => FINAL.has(record.status),
+    onRecord: (record) => {
+      deployment = record;
       readError = null;
-    } catch (error) {
-      readError = error.message;
-      if (mine !== token) return;
+      lastSite = deployment.site;
       render();
-      if (error.status !== 404) timer = setTimeout(() => poll(id, mine), RETRY_MS);
-      return;
-    }
-    if (mine !== token) return;
-    lastSite = deployment.site;
-    render();
-    if (!FINAL.has(deployment.status)) timer = setTimeout(() => poll(id, mine), POLL_MS);
-  }
+    },
+    onError: (error) => {
+      readError = error.message;
+      render();
+    },
+    pollMs: POLL_MS,
+    retryMs: RETRY_MS,
+  });
 
   async function cancel_(button) {
     if (canceling) return;
@@ -328,16 +327,14 @@ export function createDeploymentPage(host, { canDeploy }) {
     hide();
     host.hidden = false;
     deploymentId = id;
-    const mine = ++token;
     build();
     render();
-    poll(id, mine);
+    follower.start(id);
     logPanel.follow({ url: (after) => api.deploymentLogsUrl(id, after), read: (after) => api.getDeploymentLogs(id, after) });
   }
 
   function hide() {
-    token++;
-    clearTimeout(timer);
+    follower.stop();
     logPanel?.stop();
     logPanel = null;
     deploymentId = null;

@@ -4,6 +4,7 @@
 import * as api from "./api.js";
 import { absoluteTime, formatDuration, h, parseTime, time } from "./dom.js";
 import { icon } from "./icons.js";
+import { createFollower } from "./follow.js";
 import { createLogPanel } from "./logview.js";
 import { showError, toast } from "./toasts.js";
 
@@ -54,8 +55,6 @@ export function createRunPage(host, { canRun, startRun }) {
   let runId = null;
   let run = null;
   let runError = null;
-  let timer = null;
-  let token = 0;
   let logPanel = null;
   let canceling = false;
   const openOutputs = new Set();
@@ -199,21 +198,21 @@ export function createRunPage(host, { canRun, startRun }) {
 
   // --- reading the run ---
 
-  async function poll(id, mine) {
-    try {
-      run = await api.getRun(id);
+  const follower = createFollower({
+    read: (id) => api.getRun(id),
+    isFinal: (record) => TERMINAL.has(record.status),
+    onRecord: (record) => {
+      run = record;
       runError = null;
-    } catch (error) {
-      runError = error.message;
-      if (mine !== token) return;
       render();
-      if (error.status !== 404) timer = setTimeout(() => poll(id, mine), RETRY_MS);
-      return;
-    }
-    if (mine !== token) return;
-    render();
-    if (!TERMINAL.has(run.status)) timer = setTimeout(() => poll(id, mine), RUN_POLL_MS);
-  }
+    },
+    onError: (error) => {
+      runError = error.message;
+      render();
+    },
+    pollMs: RUN_POLL_MS,
+    retryMs: RETRY_MS,
+  });
 
   async function cancelRun(button) {
     if (canceling) return;
@@ -252,16 +251,14 @@ export function createRunPage(host, { canRun, startRun }) {
     hide();
     host.hidden = false;
     runId = id;
-    const mine = ++token;
     build();
     render();
-    poll(id, mine);
+    follower.start(id);
     logPanel.follow({ url: (after) => api.runLogsUrl(id, after), read: (after) => api.getRunLogs(id, after) });
   }
 
   function hide() {
-    token++;
-    clearTimeout(timer);
+    follower.stop();
     logPanel?.stop();
     logPanel = null;
     runId = null;
