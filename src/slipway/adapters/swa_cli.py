@@ -18,17 +18,11 @@ newer one.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import queue
 import re
-import subprocess
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
 
 from slipway.adapters.staticwebapps import (
     PublishFailed,
@@ -38,11 +32,10 @@ from slipway.adapters.staticwebapps import (
     Sku,
     StaticWebAppsManager,
 )
-from slipway.processes import kill_process_group
+from slipway.processes import run_command
 
 TOKEN_VARIABLE = "SWA_CLI_DEPLOYMENT_TOKEN"  # noqa: S105 (the name of the variable, not a token)
 ENVIRONMENT = "production"
-_TAIL_LINES = 40
 _MASK = "***"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -126,78 +119,31 @@ def _run(
     deadline: float,
     timeout: float,
 ) -> tuple[str, ...]:
-    """Runs ``argv``, passing its output lines (secret masked) to ``log`` on this thread; the tail."""
+    """Runs ``argv``, passing its output lines (secret masked) to ``log``; the tail."""
     try:
-        process = subprocess.Popen(
+        result = run_command(
             argv,
             cwd=cwd,
             env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, killed as a whole
-            text=True,
-            encoding="utf-8",
-            errors="replace",
+            log=lambda _stream, line: log(line),
+            timeout=max(0.0, deadline - time.monotonic()),
+            kill_grace=0.0,
+            clean=lambda line: _ANSI.sub("", line).replace(secret, _MASK),
         )
     except OSError as exc:
         raise PublishFailed(
             f"cannot run the Static Web Apps CLI {argv[0]!r}: {exc.strerror or exc}"
         ) from None
-    lines: queue.Queue[str | None] = queue.Queue()
-    assert process.stdout is not None
-    reader = threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True)
-    reader.start()
-    tail: deque[str] = deque(maxlen=_TAIL_LINES)
-    timed_out = False
-    try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                timed_out = True
-                break
-            try:
-                line = lines.get(timeout=remaining)
-            except queue.Empty:
-                timed_out = True
-                break
-            if line is None:  # end of output: the CLI closed it (normally by exiting)
-                break
-            line = _ANSI.sub("", line.rstrip("\r\n")).replace(secret, _MASK)
-            tail.append(line)
-            log(line)
-        if not timed_out:
-            try:
-                process.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                timed_out = True
-    finally:
-        _kill_group(process)
-        reader.join(timeout=5)
-        process.stdout.close()
-    if timed_out:
+    tail = tuple(result.tail.splitlines())
+    if result.stopped is not None:
         raise PublishTimedOut(
             f"swa deploy did not finish within {timeout:g} s and was stopped; last output:\n"
             + "\n".join(tail),
-            output_tail=tuple(tail),
+            output_tail=tail,
         )
-    if process.returncode != 0:
+    if result.exit_code != 0:
         raise PublishFailed(
-            f"swa deploy failed with exit code {process.returncode}; last output:\n" + "\n".join(tail),
-            output_tail=tuple(tail),
+            f"swa deploy failed with exit code {result.exit_code}; last output:\n" + "\n".join(tail),
+            output_tail=tail,
         )
-    return tuple(tail)
-
-
-def _read_lines(stream: IO[str], lines: queue.Queue[str | None]) -> None:
-    with contextlib.suppress(ValueError, OSError):  # closed under us after a kill
-        for line in stream:
-            lines.put(line)
-    lines.put(None)
-
-
-def _kill_group(process: subprocess.Popen[str]) -> None:
-    """Kills the CLI and everything it started (its uploader), then reaps the CLI."""
-    kill_process_group(process)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=5)
+    return tail

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slipway.deploy.cache import DependencyCache, cache_key, npm_tree_problem
-from slipway.deploy.command import LogSink, StopCheck, run_command
 from slipway.deploy.detect import BuildPlan, DetectError, find_output_dir, snapshot_output_candidates
+from slipway.processes import LogSink, StopCheck, run_command
 
 __all__ = ["PHASES", "BuildFailed", "BuildLimits", "BuildResult", "build_environment", "run_build"]
 
@@ -275,7 +275,7 @@ class _Runner:
             argv,
             cwd=self.plan.project_dir,
             env=self.env(node_env),
-            sink=self.sink,
+            log=self.sink.write,
             timeout=timeout,
             should_stop=self.should_stop,
             kill_grace=self.limits.kill_grace,
