@@ -444,9 +444,8 @@ class DeploymentRecord:
                 )
                 continue
             later_started = True
+            # A step still running when the deployment finished was closed with it (_close_steps).
             status = mark["status"]
-            if status == "running" and self.finished:
-                status = "canceled" if self.status in (CANCELED, SUPERSEDED) else "failed"
             view.append(
                 {
                     "name": name,

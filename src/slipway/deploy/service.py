@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from slipway.adapters.queues import QueueBus
 from slipway.deploy.errors import DeployError, DeployRequestInvalid
 from slipway.deploy.records import (
+    BUILDING,
     CANCELED,
     FAILED,
     PUBLISHING,
@@ -314,7 +315,7 @@ class DeploymentService:
         reached_publish = "publishing_at" in record.timestamps or "verifying_at" in record.timestamps
         view["url"] = site.live_url if site is not None and reached_publish else None
         view["live"] = site is not None and site.live_deployment_id == record.id
-        view["can_cancel"] = record.status in (QUEUED, "building")
+        view["can_cancel"] = record.status in (QUEUED, BUILDING)
         view["estimate"] = self._estimate(record)
         return view
 
