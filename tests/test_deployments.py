@@ -28,12 +28,20 @@ from slipway.names import DEPLOYS_QUEUE, poison_queue
 
 SITES = Path(__file__).parent / "fixtures" / "sites"
 FAILING_TEST = 'console.error("expected 2, got 3"); process.exit(1);\n'
-# An install that takes a while and says who it is, so a test can find its processes.
-SLOW_INSTALL = {
-    "package.json": '{"name": "slow", "version": "1.0.0", "scripts": {"build": "node build.js"}}\n',
-    "package-lock.json": '{"name": "slow", "version": "1.0.0", "lockfileVersion": 3, "requires": true, '
-    '"packages": {"": {"name": "slow", "version": "1.0.0"}}}\n',
-}
+
+
+def install_script_project(node_code: str) -> dict[str, str]:
+    """Files of an npm project whose install runs ``node_code`` (npm runs a root package's
+    install script during `npm ci`): an install that takes a while and says who it is."""
+    package = {"name": "slow", "version": "1.0.0", "scripts": {"install": f"node -e {json.dumps(node_code)}"}}
+    lock = {
+        "name": "slow",
+        "version": "1.0.0",
+        "lockfileVersion": 3,
+        "requires": True,
+        "packages": {"": {"name": "slow", "version": "1.0.0"}},
+    }
+    return {"package.json": json.dumps(package), "package-lock.json": json.dumps(lock)}
 
 
 @pytest.fixture(scope="module")
@@ -223,13 +231,7 @@ def _processes_with(marker: str) -> list[int]:
 def test_cancel_in_the_middle_of_install_leaves_no_process_behind(runner: Runner) -> None:
     site = site_name()
     marker = f"slow-install-{uuid.uuid4().hex[:8]}"
-    files = {
-        **SLOW_INSTALL,
-        "build.js": "",
-        # npm runs a root package's install scripts during `npm ci`.
-        "package.json": '{"name": "slow", "version": "1.0.0", "scripts": {"install": '
-        f'"node -e \\"setInterval(() => console.log(\'{marker}\'), 200)\\""}}}}\n',
-    }
+    files = install_script_project(f"setInterval(() => console.log('{marker}'), 200)")
     folder = workspace_copy(runner, "static", files)
     deployment_id = deploy(runner, site, source="workspace", folder=folder)
     runner.wait(lambda: marker in log_text_partial(runner, deployment_id), "the install to print", timeout=60)
@@ -254,12 +256,7 @@ def log_text_partial(runner: Runner, deployment_id: str) -> str:
 def test_a_newer_request_supersedes_a_queued_older_one_for_the_same_site(runner: Runner) -> None:
     site = site_name()
     marker = f"slow-{uuid.uuid4().hex[:8]}"
-    slow = {
-        **SLOW_INSTALL,
-        "build.js": "",
-        "package.json": '{"name": "slow", "version": "1.0.0", "scripts": {"install": '
-        f'"node -e \\"console.log(\'{marker}\'); setTimeout(() => 0, 3000)\\""}}}}\n',
-    }
+    slow = install_script_project(f"console.log('{marker}'); setTimeout(() => 0, 3000)")
     running = deploy(runner, site, source="workspace", folder=workspace_copy(runner, "static", slow))
     runner.wait(lambda: get(runner, running)["status"] == "building", "the first to build")
     older = deploy(runner, site, source="workspace", folder=workspace_copy(runner, "static"))
