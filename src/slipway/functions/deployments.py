@@ -223,15 +223,15 @@ def deployments_blueprint(pipeline: DeployPipeline) -> df.Blueprint:
         return pipeline.publish(deploymentid)
 
     @blueprint.activity_trigger(input_name="request")
-    def deployment_verify(request: dict[str, Any]) -> dict[str, Any]:
+    def deployment_verify(request: dict) -> dict[str, Any]:
         return pipeline.verify(request["deployment_id"], request["url"])
 
     @blueprint.activity_trigger(input_name="request")
-    def deployment_rollback(request: dict[str, Any]) -> dict[str, Any]:
+    def deployment_rollback(request: dict) -> dict[str, Any]:
         return pipeline.rollback(request["deployment_id"], request["reason"] or "verification failed")
 
     @blueprint.activity_trigger(input_name="request")
-    def deployment_finish(request: dict[str, Any]) -> dict[str, Any]:
+    def deployment_finish(request: dict) -> dict[str, Any]:
         return pipeline.finish(request["deployment_id"], request["status"], request.get("error"))
 
     return blueprint

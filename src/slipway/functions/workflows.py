@@ -144,15 +144,15 @@ def workflows_blueprint(services: Services) -> df.Blueprint:
         return engine.plan(runid)
 
     @blueprint.activity_trigger(input_name="request")
-    def workflow_step(request: dict[str, Any]) -> dict[str, Any]:
+    def workflow_step(request: dict) -> dict[str, Any]:
         return services.step_executor.run_attempt(request)
 
     @blueprint.activity_trigger(input_name="request")
-    def workflow_record(request: dict[str, Any]) -> None:
+    def workflow_record(request: dict) -> None:
         engine.record(request)
 
     @blueprint.activity_trigger(input_name="request")
-    def workflow_finish(request: dict[str, Any]) -> dict[str, Any]:
+    def workflow_finish(request: dict) -> dict[str, Any]:
         return engine.finish(request)
 
     return blueprint
