@@ -4,7 +4,10 @@
 # (Function App, DOCKER|<image>), under docker-compose.dev.yml and docker-compose.prod.yml.
 
 ARG NODE_IMAGE=node:20.19-bookworm-slim
-ARG FUNCTIONS_IMAGE=mcr.microsoft.com/azure-functions/python:4-python3.11
+# Python 3.12: the 4-python3.11 image is built on Debian 11, whose LTS ended on 2026-08-31 (its
+# apt-get update fails once the release is archived); the 3.12 image is Debian 12 (README,
+# "The base image").
+ARG FUNCTIONS_IMAGE=mcr.microsoft.com/azure-functions/python:4-python3.12
 
 # --- the web UI: only web/dist reaches the final image ---------------------------------------
 FROM ${NODE_IMAGE} AS web
@@ -24,6 +27,7 @@ ENV AzureWebJobsScriptRoot=/home/site/wwwroot \
     AzureFunctionsJobHost__Logging__Console__IsEnabled=true \
     FUNCTIONS_WORKER_RUNTIME=python \
     PYTHON_THREADPOOL_THREAD_COUNT=16 \
+    PYTHON_ISOLATE_WORKER_DEPENDENCIES=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/home \
@@ -78,6 +82,26 @@ COPY src/ src/
 RUN pip install --no-cache-dir --no-deps --editable . \
     && python -c "import slipway, slipway.functions" \
     && mkdir -p /workspace /mnt/temp /var/lib/slipway/git
+
+# Which azure-functions the worker will import. The Python worker bundles its own copy in
+# /azure-functions-host/workers/python/<version>/LINUX/X64; with PYTHON_ISOLATE_WORKER_DEPENDENCIES=1
+# it moves that folder behind the app's site-packages (and the working directory after it).
+# Arrange sys.path the same way, import azure.functions, and fail the build unless it is the
+# installed distribution within pyproject.toml's range.
+RUN python -c "\
+import importlib.metadata, pathlib, sys, tomllib; \
+from pip._vendor.packaging.requirements import Requirement; \
+worker = pathlib.Path('/azure-functions-host/workers/python/%d.%d/LINUX/X64' % sys.version_info[:2]); \
+assert worker.is_dir(), f'no Python worker at {worker}'; \
+sys.path = [p for p in sys.path if not p.startswith(str(worker))] + [str(worker), '/home/site/wwwroot']; \
+import azure.functions as af; \
+print('azure-functions', af.__version__, af.__file__); \
+pins = [Requirement(d) for d in tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']]; \
+(pin,) = [r for r in pins if r.name == 'azure-functions']; \
+assert not af.__file__.startswith(str(worker)), 'the worker bundled azure-functions would be imported'; \
+assert af.__version__ == importlib.metadata.version('azure-functions'), 'not the installed distribution'; \
+assert pin.specifier.contains(af.__version__), f'azure-functions {af.__version__} is outside {pin}'; \
+"
 
 COPY function_app.py host.json /home/site/wwwroot/
 COPY --from=web /web/dist /home/site/wwwroot/web/dist

@@ -146,10 +146,10 @@ def test_build_pushes_the_dockerfile_with_the_metadata_cache_and_attestations(
 
 
 def test_platforms_follow_the_base_image(workflow: dict[str, Any]) -> None:
-    # mcr.microsoft.com/azure-functions/python:4-python3.11 is published for linux/amd64 only (see
+    # mcr.microsoft.com/azure-functions/python:4-python3.12 is published for linux/amd64 only (see
     # the comment at PLATFORMS in image.yml); change both together when an arm64 base image exists.
     dockerfile = (REPO_ROOT / "Dockerfile").read_text(encoding="utf-8")
-    assert "mcr.microsoft.com/azure-functions/python:4-python3.11" in dockerfile
+    assert "mcr.microsoft.com/azure-functions/python:4-python3.12" in dockerfile
     assert workflow["env"]["PLATFORMS"] == "linux/amd64"
 
 

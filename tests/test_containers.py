@@ -25,6 +25,7 @@ HOST_SETTINGS = {
     "FUNCTIONS_WORKER_RUNTIME",
     "FUNCTIONS_WORKER_PROCESS_COUNT",
     "PYTHON_THREADPOOL_THREAD_COUNT",
+    "PYTHON_ISOLATE_WORKER_DEPENDENCIES",
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
     "PYDEVD_DISABLE_FILE_VALIDATION",
 }
@@ -70,10 +71,10 @@ def test_the_image_builds_the_ui_apart_and_sets_only_known_settings() -> None:
     text = (REPO_ROOT / "Dockerfile").read_text(encoding="utf-8")
     assert text.count("\nFROM ") + text.startswith("FROM ") >= 3  # web build, node, final
     final = text.rsplit("\nFROM ", 1)[1]
-    assert (
-        final.startswith("${FUNCTIONS_IMAGE}")
-        and "mcr.microsoft.com/azure-functions/python:4-python3.11" in text
-    )
+    assert final.startswith("${FUNCTIONS_IMAGE}")
+    assert "ARG FUNCTIONS_IMAGE=mcr.microsoft.com/azure-functions/python:4-python3.12\n" in text
+    # 4-python3.11 is built on Debian 11, whose LTS ended on 2026-08-31: apt-get fails on it.
+    assert "python:4-python3.11" not in text
     assert "COPY --from=web /web/dist /home/site/wwwroot/web/dist" in final
     assert "npm ci" not in final  # no web build tooling in the final stage
     assert "--no-cache-dir" in final and "HEALTHCHECK" in final and "/api/health" in final

@@ -820,6 +820,8 @@ def test_settings_have_the_values_right_for_azure() -> None:
         "FUNCTIONS_EXTENSION_VERSION": "~4",
         "FUNCTIONS_WORKER_RUNTIME": "python",
         "PYTHON_THREADPOOL_THREAD_COUNT": "16",
+        # The app's pinned azure-functions, not the copy bundled with the worker.
+        "PYTHON_ISOLATE_WORKER_DEPENDENCIES": "1",
         "WEBSITES_ENABLE_APP_SERVICE_STORAGE": "false",
         "DOCKER_REGISTRY_SERVER_URL": "https://index.docker.io/v1",
         "SLIPWAY_SECRET_STORE": "keyvault",

@@ -61,6 +61,14 @@ SETTINGS: tuple[Setting, ...] = (
         host_only=True,
     ),
     Setting(
+        "PYTHON_ISOLATE_WORKER_DEPENDENCIES",
+        "`1`: the Python worker imports the app's own packages (the pinned `azure-functions`) "
+        "before the copies bundled with the worker, which otherwise win. The image, the template and "
+        "the dev compose file set it.",
+        "1",
+        host_only=True,
+    ),
+    Setting(
         "AzureWebJobsStorage",
         "Connection string of the storage account that holds the Durable task hub, Slipway's "
         "tables and queues. Leave empty in Azure, where the identity-based "
