@@ -122,12 +122,21 @@ PLATFORM_SETTINGS = {
     "FUNCTIONS_EXTENSION_VERSION",
     "WEBSITES_ENABLE_APP_SERVICE_STORAGE",
     "DOCKER_REGISTRY_SERVER_URL",
+    "DOCKER_REGISTRY_SERVER_USERNAME",
+    "DOCKER_REGISTRY_SERVER_PASSWORD",
     "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
     "WEBSITE_CONTENTSHARE",
     "WEBSITE_SKIP_CONTENTSHARE_VALIDATION",
 }
 # App settings that are secrets although Slipway does not read them.
-PLATFORM_SECRETS = {"WEBSITE_CONTENTAZUREFILECONNECTIONSTRING"}
+PLATFORM_SECRETS = {"WEBSITE_CONTENTAZUREFILECONNECTIONSTRING", "DOCKER_REGISTRY_SERVER_PASSWORD"}
+# A private registry (or a Docker Hub account, to avoid anonymous pull limits).
+REGISTRY_CREDENTIALS = {
+    "containerImage": "myregistry.azurecr.io/slipway:1.2",
+    "containerRegistryUrl": "https://myregistry.azurecr.io",
+    "containerRegistryUsername": "slipway-pull",
+    "containerRegistryPassword": "not-a-real-registry-password",
+}
 # GUIDs that identify rather than authorize: exempt from the looks-like-a-secret check.
 IDENTIFIERS = {"SLIPWAY_SWA_SUBSCRIPTION_ID"}
 KEY_VAULT_REFERENCE = re.compile(
@@ -347,6 +356,8 @@ class Evaluator:
             return json.loads(args[0])
         if name == "length":
             return len(args[0])
+        if name == "empty":
+            return len(args[0]) == 0
         if name == "createObject":
             return dict(zip(args[0::2], args[1::2], strict=True))
         if name == "union":
@@ -455,10 +466,10 @@ def site() -> dict[str, Any]:
     return only("Microsoft.Web/sites")
 
 
-def app_settings(plan_sku: str = "EP1") -> dict[str, Any]:
+def app_settings(plan_sku: str = "EP1", **parameters: Any) -> dict[str, Any]:
     """The Function App's app settings as deployed on ``plan_sku`` (deploy-time values opaque)."""
     resource = only("Microsoft.Web/sites/config", "/appsettings")
-    settings = Evaluator(template(), {"planSku": plan_sku}).value(resource["properties"])
+    settings = Evaluator(template(), {"planSku": plan_sku, **parameters}).value(resource["properties"])
     assert isinstance(settings, dict)
     return settings
 
@@ -693,6 +704,70 @@ def test_the_function_app_runs_the_image_parameter_with_https_and_tls_12() -> No
     assert config["healthCheckPath"] == "/api/health"
 
 
+def registry_secret() -> dict[str, Any]:
+    return next(
+        s
+        for s in resources_of("Microsoft.KeyVault/vaults/secrets")
+        if "containerRegistrySecretName" in s["name"]
+    )
+
+
+def test_registry_parameters_are_optional_and_the_password_is_secure() -> None:
+    parameters = template()["parameters"]
+    assert parameters["containerRegistryUrl"]["defaultValue"] == "https://index.docker.io/v1"
+    assert parameters["containerRegistryUsername"]["defaultValue"] == ""
+    password = parameters["containerRegistryPassword"]
+    assert password["type"].lower() == "securestring" and password["defaultValue"] == ""
+    assert "containerRegistryPassword" not in json.dumps(template()["outputs"])
+    assert "containerRegistryPassword" not in json.dumps(template()["variables"]["appSettings"])
+
+
+def test_without_registry_credentials_only_the_docker_hub_url_is_set() -> None:
+    for plan in ("EP1", "P1v3"):
+        settings = app_settings(plan)
+        assert settings["DOCKER_REGISTRY_SERVER_URL"] == "https://index.docker.io/v1"
+        assert not {"DOCKER_REGISTRY_SERVER_USERNAME", "DOCKER_REGISTRY_SERVER_PASSWORD"} & set(settings)
+    assert evaluate(registry_secret()["condition"]) is False  # no secret is created either
+    # A user name without a password sets nothing: the pull stays anonymous.
+    alone = app_settings(containerRegistryUsername="someone")
+    assert "DOCKER_REGISTRY_SERVER_USERNAME" not in alone
+
+
+def test_with_registry_credentials_the_password_is_a_key_vault_reference_to_its_secret() -> None:
+    settings = app_settings(**REGISTRY_CREDENTIALS)
+    assert settings["DOCKER_REGISTRY_SERVER_URL"] == "https://myregistry.azurecr.io"
+    assert settings["DOCKER_REGISTRY_SERVER_USERNAME"] == "slipway-pull"
+    secret = registry_secret()
+    assert evaluate(secret["condition"], **REGISTRY_CREDENTIALS) is True
+    assert secret["properties"]["value"] == "[parameters('containerRegistryPassword')]"
+    vault = evaluate(only("Microsoft.KeyVault/vaults")["name"])
+    name = evaluate(secret["name"]).split("/")[1]
+    assert settings["DOCKER_REGISTRY_SERVER_PASSWORD"] == (
+        f"@Microsoft.KeyVault(SecretUri=https://{vault}.vault.azure.net/secrets/{name})"
+    )
+    assert KEY_VAULT_REFERENCE.match(settings["DOCKER_REGISTRY_SERVER_PASSWORD"])
+    assert REGISTRY_CREDENTIALS["containerRegistryPassword"] not in json.dumps(settings, default=str)
+    assert set(settings) - {s.env for s in SETTINGS} <= PLATFORM_SETTINGS
+    # The settings wait for the secret (and, as before, for the app's role on the vault).
+    appsettings = only("Microsoft.Web/sites/config", "/appsettings")
+    assert secret in dependencies(appsettings)
+    assert only("Microsoft.KeyVault/vaults") in dependencies(secret)
+    # The image is named with its registry, as App Service pulls it.
+    config = site()["properties"]["siteConfig"]
+    assert (
+        evaluate(config["linuxFxVersion"], **REGISTRY_CREDENTIALS)
+        == "DOCKER|myregistry.azurecr.io/slipway:1.2"
+    )
+    env = {k: v for k, v in settings.items() if not isinstance(v, Opaque)}
+    env.update(
+        APPLICATIONINSIGHTS_CONNECTION_STRING="InstrumentationKey=placeholder", SLIPWAY_API_TOKEN="0" * 36
+    )
+    env.update(
+        SLIPWAY_PUBLIC_BASE_URL="https://slipway-api-x.azurewebsites.net", WEBSITE_SITE_NAME="slipway-api-x"
+    )
+    load_settings(env)  # still a valid Slipway configuration
+
+
 def test_the_app_identity_gets_exactly_the_roles_it_needs() -> None:
     custom = only("Microsoft.Authorization/roleDefinitions")
     (permissions,) = custom["properties"]["permissions"]
@@ -860,8 +935,8 @@ def test_settings_have_the_values_right_for_azure() -> None:
 
 def test_no_secret_is_plain_text_in_app_settings() -> None:
     secrets = {s.env for s in SETTINGS if s.secret} | PLATFORM_SECRETS
-    for plan in ("EP1", "P1v3"):
-        for name, value in app_settings(plan).items():
+    for plan, parameters in (("EP1", {}), ("P1v3", {}), ("EP1", REGISTRY_CREDENTIALS)):
+        for name, value in app_settings(plan, **parameters).items():
             if name in secrets:
                 assert isinstance(value, str) and KEY_VAULT_REFERENCE.match(value), (
                     f"{name} must be a Key Vault reference"
