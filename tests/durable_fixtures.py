@@ -343,7 +343,7 @@ def wait_for_approval(context: df.DurableOrchestrationContext):
 
 @bp.orchestration_trigger(context_name="context")
 def oversized_status(context: df.DurableOrchestrationContext):
-    context.set_custom_status({"log": "x" * context.get_input()})
+    context.set_custom_status(context.get_input())
     yield context.call_activity("echo", "never scheduled")
     return "unreachable"
 

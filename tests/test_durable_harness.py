@@ -438,13 +438,29 @@ def test_event_arriving_before_the_timeout_cancels_the_timer(
     assert clock.now() == START
 
 
+def _status_of_utf16_bytes(size: int, char: str = "x") -> dict[str, str]:
+    """``{"log": "xx…"}`` whose compact JSON is ``size`` bytes of UTF-16 (``char`` is one code
+    unit, or two for a character outside the BMP)."""
+    units = len(char.encode("utf-16-le")) // 2
+    count, rest = divmod(size // 2 - len('{"log":""}'), units)
+    assert rest == 0
+    return {"log": char * count}
+
+
 def test_custom_status_over_16_kb_fails_the_orchestration_as_in_azure(harness: DurableHarness) -> None:
-    small = harness.start_new("oversized_status", input=8000)
-    large = harness.start_new("oversized_status", input=9000)
+    # MessagePayloadDataConverter compares the whole kilobytes, rounded down, with 16: a status
+    # of 16,384 bytes passes, so does one of 17,406 (16 KB and 1,022 bytes); 17,408 bytes fail.
+    exact = harness.start_new("oversized_status", input=_status_of_utf16_bytes(16_384))
+    rounded_down = harness.start_new("oversized_status", input=_status_of_utf16_bytes(17_406))
+    large = harness.start_new("oversized_status", input=_status_of_utf16_bytes(17_408))
     drive(harness)
 
-    # 8,000 characters are 16,000 bytes of UTF-16 (15 KB): still allowed.
-    assert status_of(harness, small)["customStatus"] == {"log": "x" * 8000}
+    for instance_id, size in ((exact, 16_384), (rounded_down, 17_406)):
+        status = status_of(harness, instance_id)
+        assert (status["runtimeStatus"], status["customStatus"]) == (
+            "Completed",
+            _status_of_utf16_bytes(size),
+        )
     status = status_of(harness, large)
     assert status["runtimeStatus"] == "Failed"
     assert status["output"] == (
@@ -452,6 +468,22 @@ def test_custom_status_over_16_kb_fails_the_orchestration_as_in_azure(harness: D
         "payload must not exceed 16 KB. The current payload size is 17 KB."
     )
     assert events(harness, large, HistoryEventType.TASK_SCHEDULED) == []
+
+
+def test_custom_status_size_counts_non_ascii_as_the_extension_writes_it(harness: DurableHarness) -> None:
+    """The SDK sends "\\u6b65" for 步, but the extension measures its own compact rewrite, which
+    keeps the character: one UTF-16 unit for CJK, two for a character outside the BMP, while
+    U+2028 stays escaped (six units)."""
+    cjk = harness.start_new("oversized_status", input=_status_of_utf16_bytes(17_406, "步"))
+    astral = harness.start_new("oversized_status", input=_status_of_utf16_bytes(17_404, "\U00020000"))
+    astral_over = harness.start_new("oversized_status", input=_status_of_utf16_bytes(17_408, "\U00020000"))
+    separators = harness.start_new("oversized_status", input={"log": "\u2028" * 1450})  # 17,420 bytes
+    drive(harness)
+
+    assert status_of(harness, cjk)["runtimeStatus"] == "Completed"
+    assert status_of(harness, astral)["runtimeStatus"] == "Completed"
+    assert status_of(harness, astral_over)["runtimeStatus"] == "Failed"
+    assert status_of(harness, separators)["runtimeStatus"] == "Failed"
 
 
 def test_continue_as_new_runs_generations_with_fresh_histories_until_done(harness: DurableHarness) -> None:

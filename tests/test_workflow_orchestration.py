@@ -4,6 +4,7 @@ start): a DAG fanned out, outputs passed along, retries with doubling waits, on_
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +18,12 @@ from workflow_files import write_workflow
 
 from slipway.bootstrap import Services, build_services
 from slipway.config import load_settings
-from slipway.functions.workflows import ORCHESTRATOR, STEP_ACTIVITY, workflows_blueprint
+from slipway.functions.workflows import (
+    _PROGRESS_BUDGET_BYTES,
+    ORCHESTRATOR,
+    STEP_ACTIVITY,
+    workflows_blueprint,
+)
 from slipway.local.durable import DurableHarness, VirtualClock
 from slipway.local.durable_history import HistoryEventType
 
@@ -226,3 +232,78 @@ def test_the_orchestration_replays_deterministically_from_the_start_of_every_epi
 
 def _parse(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def _many_steps(names: list[str]) -> str:
+    """A workflow of independent steps with these names (Python identifiers, any script)."""
+    steps = "".join(f"\n@workflow.step()\ndef {name}(ctx):\n    return 1\n" for name in names)
+    return "from slipway.sdk import Workflow\n\nworkflow = Workflow()\n" + steps
+
+
+def _padded_names(count: int, width: int, script: str = "x") -> list[str]:
+    return [f"s{i:03d}_" + script * (width - 5) for i in range(count)]
+
+
+def _final_status_bytes(names: list[str]) -> int:
+    """UTF-16 bytes of the run's per-step status once every step succeeded, written compactly
+    with ASCII names (as the extension rewrites it before measuring)."""
+    steps = {name: ["succeeded", 1] for name in names}
+    return 2 * len(json.dumps({"status": "running", "steps": steps}, separators=(",", ":")))
+
+
+def _with_final_size(names: list[str], size: int) -> list[str]:
+    """``names``, lengthened evenly, so that the final per-step status is ``size`` bytes."""
+    missing = size - _final_status_bytes(names)
+    assert missing >= 0 and missing % 2 == 0
+    share, rest = divmod(missing // 2, len(names))
+    return [name + "x" * (share + (i < rest)) for i, name in enumerate(names)]
+
+
+def test_a_plan_whose_per_step_status_fits_the_budget_reports_every_step(engine: Engine) -> None:
+    name = _unique("fits")
+    steps = _with_final_size(_padded_names(20, 300), _PROGRESS_BUDGET_BYTES)
+    write_workflow(_workspace(engine), name, _many_steps(steps))
+    run = engine.run(name)
+    assert run["status"] == "succeeded"
+    status = engine.harness.get_status(run["id"])["customStatus"]
+    assert status["status"] == "succeeded"
+    assert status["steps"] == {step: ["succeeded", 1] for step in steps}
+
+
+def test_a_plan_whose_per_step_status_is_over_the_budget_reports_counts(engine: Engine) -> None:
+    name = _unique("counts")
+    steps = _with_final_size(_padded_names(20, 300), _PROGRESS_BUDGET_BYTES + 2)
+    write_workflow(_workspace(engine), name, _many_steps(steps))
+    run = engine.run(name)
+    assert run["status"] == "succeeded"
+    assert engine.harness.get_status(run["id"])["customStatus"] == {
+        "status": "succeeded",
+        "counts": {"succeeded": 20},
+    }
+
+
+def test_a_run_of_150_steps_with_long_names_completes_and_reports_counts(engine: Engine) -> None:
+    # 150 names of 60 characters: about 23 KB of UTF-16 per-step status, over the 16 KB the
+    # extension allows (though under 12,000 characters of json.dumps while the steps wait).
+    names = _padded_names(150, 60)
+    name = _unique("long")
+    write_workflow(_workspace(engine), name, _many_steps(names))
+    run = engine.run(name)
+    assert run["status"] == "succeeded"
+    assert {step["name"] for step in run["steps"]} == set(names)
+    assert engine.harness.get_status(run["id"])["customStatus"] == {
+        "status": "succeeded",
+        "counts": {"succeeded": 150},
+    }
+
+
+def test_cjk_step_names_count_as_the_extension_measures_them(engine: Engine) -> None:
+    # 40 names of 60 CJK characters, half of them outside the BMP (two UTF-16 units each): about
+    # 8 KB as the extension measures it, though json.dumps escapes each character as \uXXXX.
+    names = _padded_names(20, 60, "步") + [f"t{i:03d}_" + "\U00020000" * 55 for i in range(20)]
+    name = _unique("cjk")
+    write_workflow(_workspace(engine), name, _many_steps(names))
+    run = engine.run(name)
+    assert run["status"] == "succeeded"
+    status = engine.harness.get_status(run["id"])["customStatus"]
+    assert status["steps"] == {step: ["succeeded", 1] for step in names}

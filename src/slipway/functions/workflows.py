@@ -11,7 +11,6 @@ are met run together, a timer races each attempt that has a timeout, failed atte
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Generator
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,7 @@ import azure.functions as func
 from slipway.bootstrap import Services
 from slipway.engine.progress import PlanWalk
 from slipway.engine.service import CANCEL, parse_message
+from slipway.functions import custom_status
 from slipway.names import RUNS_QUEUE, poison_queue
 
 log = logging.getLogger("slipway.functions.workflows")
@@ -41,6 +41,9 @@ REAPER_SCHEDULE = "30 * * * * *"
 # Storage hiccups in the bookkeeping activities are retried; a step's own retries are the
 # workflow's business (exponential, below).
 _BOOKKEEPING_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=2000, max_number_of_attempts=5)
+# Per-step progress is reported while its custom status is at most 14 KB by the extension's
+# measure: 2 KB below the limit for the final status word and the host's reparse of the JSON.
+_PROGRESS_BUDGET_BYTES = (custom_status.LIMIT_KB - 2) * 1024
 
 
 def workflows_blueprint(services: Services) -> df.Blueprint:
@@ -246,10 +249,12 @@ def _stop(
 
 
 def _progress(walk: PlanWalk) -> dict[str, Any]:
-    """Custom status is capped at 16 KB: a very large plan reports counts instead of each step."""
-    summary = walk.summary()
-    if len(json.dumps(summary)) <= 12_000:
-        return {"status": "running", "steps": summary}
+    """Each step's state while the custom status fits well under the extension's 16 KB of UTF-16
+    (over it the orchestration fails); counts per state for a plan too large for that."""
+    progress: dict[str, Any] = {"status": "running", "steps": walk.summary()}
+    if custom_status.utf16_size(progress) <= _PROGRESS_BUDGET_BYTES:
+        return progress
+    summary = progress["steps"]
     counts: dict[str, int] = {}
     for status, _attempt in summary.values():
         counts[status] = counts.get(status, 0) + 1

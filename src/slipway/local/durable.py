@@ -1233,10 +1233,18 @@ def _user_traceback(exc: BaseException) -> str:
 
 
 def _oversized_custom_status(custom_status: Any) -> str | None:
-    """The extension's refusal of a custom status over 16 KB of UTF-16 JSON, which fails the orchestration."""
+    """The extension's refusal of a custom status over 16 KB of UTF-16 JSON, which fails the orchestration.
+
+    As MessagePayloadDataConverter.Serialize does: the status is written again by Newtonsoft
+    (compact, non-ASCII kept as is, U+0085/U+2028/U+2029 escaped), its UTF-16 bytes counted, and
+    the whole kilobytes, rounded down, compared with 16: 17,407 bytes pass, 17,408 fail.
+    """
     if custom_status is None:
         return None
-    size_kb = len(json.dumps(custom_status, separators=(",", ":")).encode("utf-16-le")) // 1024
+    text = json.dumps(custom_status, separators=(",", ":"), ensure_ascii=False)
+    for char in ("\u0085", "\u2028", "\u2029"):
+        text = text.replace(char, f"\\u{ord(char):04x}")
+    size_kb = len(text.encode("utf-16-le")) // 1024
     if size_kb <= _MAX_CUSTOM_STATUS_KB:
         return None
     return (
