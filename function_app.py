@@ -5,7 +5,8 @@ a message naming it (visible in the host log and Application Insights).
 """
 
 import os
+from pathlib import Path
 
 from slipway.functions import create_function_app
 
-app = create_function_app(os.environ)
+app = create_function_app(os.environ, app_root=Path(__file__).parent)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from slipway.deploy.build import BuildFailed, BuildLimits, BuildResult, run_build
+from slipway.deploy.build import BuildDeadline, BuildFailed, BuildLimits, BuildResult, run_build
 from slipway.deploy.cache import DependencyCache, cache_key, npm_tree_problem
 from slipway.deploy.detect import BuildPlan, DetectError, detect_build
 from slipway.deploy.package import DEPLOY_FILE, Package, PackageError, create_package
@@ -264,6 +264,39 @@ def test_build_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     assert "building forever" in log.text and "grandchild up" in log.text
     assert time.monotonic() - started < 10
     assert wait_until_gone(marker) == []
+
+
+def test_a_phase_gets_only_the_time_left_before_the_builds_deadline(tmp_path: Path) -> None:
+    marker = f"slipway-deadline-{os.getpid()}-{time.monotonic_ns()}"
+    project = site(tmp_path, "npm-build", files={"build.js": HANGING_BUILD.replace("MARKER", marker)})
+    log = Log()
+    started = time.monotonic()
+    deadline = BuildDeadline(started + 8, "host.json's functionTimeout of 00:02:08 less 120 s")
+    with pytest.raises(BuildFailed) as failed:
+        build(
+            project,
+            tmp_path,
+            log=log,
+            limits=BuildLimits(build_timeout=600, kill_grace=0.3),
+            deadline=deadline,
+        )
+    assert (failed.value.phase, failed.value.reason) == ("build", "timed_out")
+    assert (
+        "not its 600 s: the whole build must end within host.json's functionTimeout of 00:02:08" in log.text
+    )
+    assert time.monotonic() - started < 12
+    assert wait_until_gone(marker) == []
+
+
+def test_a_phase_is_not_started_once_the_builds_deadline_has_passed(tmp_path: Path) -> None:
+    project = site(tmp_path, "npm-build")
+    spent = BuildDeadline(time.monotonic(), "host.json's functionTimeout of 01:00:00 less 120 s")
+    with pytest.raises(BuildFailed) as failed:
+        build(project, tmp_path, deadline=spent)
+    assert (failed.value.phase, failed.value.reason) == ("install", "timed_out")
+    assert str(failed.value) == (
+        "install not started: no time is left for it (host.json's functionTimeout of 01:00:00 less 120 s)"
+    )
 
 
 def test_cancel_through_should_stop_kills_the_build(tmp_path: Path) -> None:

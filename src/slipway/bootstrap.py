@@ -188,7 +188,9 @@ def build_services(settings: Settings) -> Services:
     )
     runs = RunStore(tables)
     # Absolute: code objects carry this path, and debuggers match breakpoints against it.
-    loader = WorkflowLoader(settings.workspace_dir.absolute(), BlobStore(blob_service))
+    loader = WorkflowLoader(
+        settings.workspace_dir.absolute(), BlobStore(blob_service), host_limits=settings.host_limits
+    )
     log_store = RunLogStore(tables, limit_bytes=settings.run_log_limit_bytes)
     log_writer = RunLogWriter(log_store)
     workflows = WorkflowService(loader, runs, log_store, log_writer, queues, settings.temp_dir)
@@ -292,6 +294,7 @@ def _deployments(
         slots=BuildSlots(tables, deploy.concurrency, is_finished=lambda i: _finished(store, i)),
         git_token=git_token,
         keep_artifacts=deploy.keep_artifacts,
+        host_limits=settings.host_limits,
     )
     service = DeploymentService(
         store, queues, log_store, log_writer, target=target, connected_repository=connected

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from slipway.auth import RoleAssignments
+from slipway.hostlimits import HostLimitError, HostLimits, read_host_limits
 
 
 class SettingsError(ValueError):
@@ -470,6 +471,7 @@ class Settings:
     role_assignments: RoleAssignments = field(default_factory=RoleAssignments)
     run_log_limit_bytes: int = 20 * 1024 * 1024
     debugging: DebugSettings | None = None
+    host_limits: HostLimits = field(default_factory=HostLimits)
     deploy: DeploySettings = field(
         default_factory=lambda: DeploySettings(Path("/tmp/slipway/deploy"), Path("/tmp/slipway/deploy-cache"))  # noqa: S108
     )
@@ -515,8 +517,12 @@ def _parse_remote_base(raw: str) -> str:
     return raw.strip().rstrip("/")
 
 
-def load_settings(env: Mapping[str, str]) -> Settings:
-    """Read and validate every setting; raise ``SettingsError`` naming all that are wrong."""
+def load_settings(env: Mapping[str, str], *, app_root: Path | None = None) -> Settings:
+    """Read and validate every setting; raise ``SettingsError`` naming all that are wrong.
+
+    ``app_root`` is the folder of ``function_app.py``, whose host.json bounds every invocation
+    (see ``slipway.hostlimits``); without it, the host's ``AzureWebJobsScriptRoot``, else the
+    current folder (where ``func start`` runs)."""
     problems: list[str] = []
     spec = {s.env: s for s in SETTINGS}
 
@@ -636,6 +642,11 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             problems.append("ENABLE_DEBUGGING=true is refused: this process runs in Azure App Service")
         debugging = DebugSettings(raw("DEBUG_HOST").strip(), debug_port, debug_wait)
     deploy = _deploy_settings(raw, parsed, problems)
+    host_limits = HostLimits()
+    try:
+        host_limits = read_host_limits(app_root or Path(env.get("AzureWebJobsScriptRoot") or "."))
+    except HostLimitError as exc:
+        problems.append(str(exc))
     settings = Settings(
         storage=storage,
         task_hub=task_hub,
@@ -660,6 +671,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         role_assignments=role_assignments,
         run_log_limit_bytes=run_log_limit_mb * 1024 * 1024,
         debugging=debugging,
+        host_limits=host_limits,
         deploy=deploy,
     )
     if problems:

@@ -14,7 +14,7 @@ import azure.functions as func
 
 from slipway.functions import create_function_app
 
-app = create_function_app(os.environ)
+app = create_function_app(os.environ, app_root=Path(__file__).parent)
 probe = df.Blueprint()
 
 

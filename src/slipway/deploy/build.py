@@ -23,6 +23,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,15 @@ from slipway.deploy.cache import DependencyCache, cache_key, npm_tree_problem
 from slipway.deploy.detect import BuildPlan, DetectError, find_output_dir, snapshot_output_candidates
 from slipway.processes import LogSink, StopCheck, run_command
 
-__all__ = ["PHASES", "BuildFailed", "BuildLimits", "BuildResult", "build_environment", "run_build"]
+__all__ = [
+    "PHASES",
+    "BuildDeadline",
+    "BuildFailed",
+    "BuildLimits",
+    "BuildResult",
+    "build_environment",
+    "run_build",
+]
 
 PHASES = ("install", "test", "build")
 # Variables a site may not pass to its build: Slipway's and the platform's secrets.
@@ -69,6 +78,15 @@ class BuildLimits:
     build_timeout: float = 900
     max_log_bytes: int = 5 * 1024 * 1024
     kill_grace: float = 3.0
+
+
+@dataclass(frozen=True)
+class BuildDeadline:
+    """When the whole build must have ended (``time.monotonic()``), and why: a phase whose own
+    time limit reaches past it gets only the time left (and the log says so)."""
+
+    at: float
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -118,6 +136,7 @@ def run_build(
     env: Mapping[str, str] | None = None,
     limits: BuildLimits | None = None,
     on_phase: Callable[[str], None] | None = None,
+    deadline: BuildDeadline | None = None,
 ) -> BuildResult:
     """Run ``plan``'s install, test and build commands in ``plan.project_dir``.
 
@@ -135,7 +154,7 @@ def run_build(
         assert plan.output_dir is not None
         sink.write("slipway", f"static site: publishing {plan.output_dir} as it is")
         return BuildResult(output_dir=plan.output_dir, log_truncated=sink.truncated)
-    runner = _Runner(plan, scratch, sink, should_stop, env or {}, limits, on_phase)
+    runner = _Runner(plan, scratch, sink, should_stop, env or {}, limits, on_phase, deadline)
     manager = plan.package_manager or "npm"
     if shutil.which(manager, path=runner.env(None)["PATH"]) is None:
         raise BuildFailed(
@@ -217,9 +236,11 @@ class _Runner:
         extra_env: Mapping[str, str],
         limits: BuildLimits,
         on_phase: Callable[[str], None] | None = None,
+        deadline: BuildDeadline | None = None,
     ) -> None:
         self.plan = plan
         self.on_phase = on_phase
+        self.deadline = deadline
         self.phase: str | None = None
         self.scratch = scratch
         self.sink = sink
@@ -270,6 +291,7 @@ class _Runner:
         self.begin(phase)
         if self.should_stop is not None and self.should_stop():
             raise BuildFailed(phase, f"{phase} canceled before it started", reason="canceled")
+        timeout = self._within_deadline(phase, timeout)
         self.sink.write("slipway", f"$ {shown}")
         result = run_command(
             argv,
@@ -300,3 +322,23 @@ class _Runner:
                 output_tail=result.tail,
             )
         return True
+
+    def _within_deadline(self, phase: str, timeout: float) -> float:
+        """``timeout``, or the time left before the build's deadline when that is shorter."""
+        if self.deadline is None:
+            return timeout
+        left = self.deadline.at - time.monotonic()
+        if left >= timeout:
+            return timeout
+        if left < 1:
+            raise BuildFailed(
+                phase,
+                f"{phase} not started: no time is left for it ({self.deadline.reason})",
+                reason="timed_out",
+            )
+        self.sink.write(
+            "slipway",
+            f"[{phase} may run {left:.0f} s, not its {timeout:g} s: the whole build must end "
+            f"within {self.deadline.reason}]",
+        )
+        return left

@@ -35,7 +35,7 @@ import httpx
 
 from slipway.adapters.blobs import BlobStore
 from slipway.adapters.staticwebapps import Publisher, PublishTimedOut, StaticWebAppsError
-from slipway.deploy.build import BuildFailed, BuildLimits, run_build
+from slipway.deploy.build import BuildDeadline, BuildFailed, BuildLimits, run_build
 from slipway.deploy.cache import DependencyCache
 from slipway.deploy.detect import DetectError, detect_build
 from slipway.deploy.errors import DeploymentNotFound, TransitionRefused
@@ -58,6 +58,7 @@ from slipway.deploy.records import (
 )
 from slipway.deploy.slots import BuildSlots
 from slipway.gitsync.mirror import Git
+from slipway.hostlimits import HostLimits
 from slipway.names import ARTIFACTS_CONTAINER
 
 __all__ = ["ARTIFACTS_CONTAINER", "DeployLog", "DeployPipeline", "HttpGet", "SourceRejected"]
@@ -115,6 +116,7 @@ class DeployPipeline:
         slots: BuildSlots | None = None,
         git_token: Callable[[str], str | None] | None = None,
         keep_artifacts: int = 10,
+        host_limits: HostLimits | None = None,
     ) -> None:
         self.store = store
         self.blobs = blobs
@@ -133,6 +135,7 @@ class DeployPipeline:
         self.slots = slots
         self._git_token = git_token or (lambda _repository: None)
         self.keep_artifacts = keep_artifacts
+        self.host_limits = host_limits or HostLimits()
 
     # ------------------------------------------------------------------------ steps
 
@@ -155,7 +158,12 @@ class DeployPipeline:
         return {"ok": True, "build": build}
 
     def build(self, deployment_id: str) -> dict[str, Any]:
-        """Checkout, detect, install, test, build and package; a failure fails the deployment."""
+        """Checkout, detect, install, test, build and package; a failure fails the deployment.
+
+        All of it is one activity, so it must end within the host's functionTimeout: a phase
+        gets at most the time left of that (see ``slipway.hostlimits``)."""
+        limit = self.host_limits.step_seconds
+        deadline = BuildDeadline(time.monotonic() + limit, f"{limit:g} s, {self.host_limits.explain()}")
         record = self.store.get(deployment_id)
         if record.finished:
             return {"ok": False, "error": f"the deployment is {record.status}"}
@@ -174,7 +182,7 @@ class DeployPipeline:
                     output_dir=record.request.output_dir,
                 )
                 self._say(deployment_id, "detect", _describe(plan))
-            result = self._run_build(deployment_id, plan, folder / "scratch")
+            result = self._run_build(deployment_id, plan, folder / "scratch", deadline)
             with self._step(deployment_id, "package"):
                 artifact = self._package(deployment_id, record, result.output_dir, folder, commit)
             self.store.transition(deployment_id, BUILDING, artifact=artifact, step="package")
@@ -368,7 +376,7 @@ class DeployPipeline:
 
         return should_stop
 
-    def _run_build(self, deployment_id: str, plan: Any, scratch: Path) -> Any:
+    def _run_build(self, deployment_id: str, plan: Any, scratch: Path, deadline: BuildDeadline) -> Any:
         """Install, test and build, each shown as its own step."""
         current: list[str] = []
 
@@ -391,6 +399,7 @@ class DeployPipeline:
             cache=self.cache,
             limits=self.limits,
             on_phase=on_phase,
+            deadline=deadline,
         )
         if current:
             self.store.mark_step(deployment_id, current[-1], "succeeded")

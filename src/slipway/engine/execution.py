@@ -226,7 +226,9 @@ class StepExecutor:
             workdir=workdir,
             failure=failure,
         )
-        runtime = _AttemptRuntime(self._writer, self._cancels, run_id, name, step.timeout, workdir)
+        # The plan's timeout (the step's own, or the host's limit when it declared none).
+        timeout = request.get("timeout", step.timeout)
+        runtime = _AttemptRuntime(self._writer, self._cancels, run_id, name, timeout, workdir)
         route_output()
         token = sdk._runtime.set(runtime)
         try:

@@ -4,7 +4,9 @@ A workflow is ``workflows/<name>.py`` in the workspace. Its version is the SHA-2
 source. Loading compiles the source with the file's real path as the code's file name, so a
 debugger maps breakpoints in the user's file onto the code that runs, even when that code is a
 pinned earlier version of the file. Each version is executed once per process and cached.
-Helpers beside the workflows start with ``_`` and are not listed as workflows.
+Helpers beside the workflows start with ``_`` and are not listed as workflows. A step whose
+timeout is longer than the Functions host lets an invocation run (``slipway.hostlimits``) is
+a load error at the step's line.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from slipway.hostlimits import HostLimits
 from slipway.sdk import Workflow
 
 WORKFLOWS_FOLDER = "workflows"
@@ -66,9 +69,12 @@ def source_version(source: bytes) -> str:
 class WorkflowLoader:
     """Finds workflow files, loads them by version and keeps every pinned source."""
 
-    def __init__(self, workspace_dir: Path, versions: VersionStore) -> None:
+    def __init__(
+        self, workspace_dir: Path, versions: VersionStore, *, host_limits: HostLimits | None = None
+    ) -> None:
         self._folder = workspace_dir / WORKFLOWS_FOLDER
         self._versions = versions
+        self.host_limits = host_limits or HostLimits()
         self._cache: OrderedDict[tuple[str, str], LoadedWorkflow] = OrderedDict()
         self._pinned: set[str] = set()
         self._lock = threading.Lock()
@@ -191,6 +197,17 @@ class WorkflowLoader:
         if not declared[0].steps:
             sys.modules.pop(module_name, None)
             return failed("the workflow declares no steps: decorate a function with @workflow.step()")
+        limit = self.host_limits.step_seconds
+        for step in [*declared[0].steps.values(), *declared[0].failure_handlers.values()]:
+            if step.timeout is not None and step.timeout > limit:
+                sys.modules.pop(module_name, None)
+                return failed(
+                    f"step {step.name!r}: timeout={step.timeout:g} s is more than a step may run "
+                    f"here, {limit:g} s ({self.host_limits.explain()}); shorten it or raise "
+                    "functionTimeout in host.json",
+                    filename,
+                    step.line,
+                )
         return LoadedWorkflow(name, path, version, source, declared[0], None)
 
 

@@ -59,6 +59,8 @@ class StepSpec:
     retry_delay: float
     timeout: float | None
     on_failure: bool
+    # Why ``timeout`` is what it is when the step declared none: the host's limit.
+    timeout_note: str | None = None
 
     def as_data(self) -> dict[str, Any]:
         return {
@@ -68,6 +70,7 @@ class StepSpec:
             "retry_delay": self.retry_delay,
             "timeout": self.timeout,
             "on_failure": self.on_failure,
+            "timeout_note": self.timeout_note,
         }
 
 

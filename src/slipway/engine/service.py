@@ -32,6 +32,7 @@ from slipway.engine.runs import (
     run_view,
     valid_run_id,
 )
+from slipway.hostlimits import HostLimits
 from slipway.names import RUNS_QUEUE
 
 log = logging.getLogger("slipway.engine.service")
@@ -83,10 +84,18 @@ def workflow_view(loaded: LoadedWorkflow) -> dict[str, Any]:
     return view
 
 
-def plan_of(loaded: LoadedWorkflow) -> list[StepSpec]:
+def plan_of(loaded: LoadedWorkflow, limits: HostLimits) -> list[StepSpec]:
+    """The steps as the orchestrator walks them. Every step has a ``timeout`` (seconds per
+    attempt): its own, or the longest the host lets a step run when it declared none."""
     assert loaded.workflow is not None
     steps = [*loaded.workflow.steps.values(), *loaded.workflow.failure_handlers.values()]
-    return [StepSpec(s.name, s.after, s.retries + 1, s.retry_delay, s.timeout, s.on_failure) for s in steps]
+    note = f"the longest a step without its own timeout may run: {limits.explain()}"
+    return [
+        StepSpec(s.name, s.after, s.retries + 1, s.retry_delay, s.timeout, s.on_failure)
+        if s.timeout is not None
+        else StepSpec(s.name, s.after, s.retries + 1, s.retry_delay, limits.step_seconds, s.on_failure, note)
+        for s in steps
+    ]
 
 
 class WorkflowService:
@@ -271,7 +280,7 @@ class WorkflowService:
         if loaded.error is not None:
             error = loaded.error
             return {"status": FAILED, "error": f"{error.file}:{error.line}: {error.message}"}
-        specs = plan_of(loaded)
+        specs = plan_of(loaded, self.loader.host_limits)
         self.runs.create_steps(run_id, specs)
         started = now_iso()
 

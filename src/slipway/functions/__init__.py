@@ -8,6 +8,7 @@ blueprints (the function-key automation entry, GitHub sync, workflow runs, deplo
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import azure.functions as func
 
@@ -21,9 +22,10 @@ from slipway.functions.http import ASGI_FUNCTION, automation_blueprint
 from slipway.functions.workflows import workflows_blueprint
 
 
-def create_function_app(env: Mapping[str, str]) -> func.AsgiFunctionApp:
-    """Validate settings, build services and register every function."""
-    settings = load_settings(env)
+def create_function_app(env: Mapping[str, str], *, app_root: Path | None = None) -> func.AsgiFunctionApp:
+    """Validate settings, build services and register every function. ``app_root`` is the
+    folder of ``function_app.py`` (its host.json's ``functionTimeout`` bounds steps and builds)."""
+    settings = load_settings(env, app_root=app_root)
     start_debugging(settings.debugging)
     services = build_services(settings)
     services.workflows.seed_example()

@@ -4,7 +4,8 @@
 orchestration ``workflow_run`` with the run id as its instance id, so a redelivered message
 finds the instance and starts nothing. The orchestrator asks ``workflow_plan`` for the plan,
 then walks it: each step attempt is one ``workflow_step`` activity, steps whose dependencies
-are met run together, a timer races each attempt that has a timeout, failed attempts wait
+are met run together, a timer races each attempt (the plan gives every step a ``timeout``:
+its own, or the longest the host's ``functionTimeout`` allows), failed attempts wait
 (doubling) before the next, and the ``cancel`` event ends the walk at once.
 """
 
@@ -175,12 +176,13 @@ def _walk(
 
     def start(name: str) -> None:
         attempt = walk.start(name)
-        request = {"run_id": run_id, "step": name, "attempt": attempt, "failure": failure}
+        timeout = walk.specs[name]["timeout"]
+        # ``timeout``: the attempt's time limit in seconds, so the activity can stop itself too.
+        request = {"run_id": run_id, "step": name, "attempt": attempt, "failure": failure, "timeout": timeout}
         task = context.call_activity(STEP_ACTIVITY, request)
         pending[task] = (name, "attempt")
         attempts[name] = task
-        timeout = walk.specs[name]["timeout"]
-        if timeout:
+        if timeout:  # a plan made before every step had one may hold None
             timer = context.create_timer(context.current_utc_datetime + timedelta(seconds=timeout))
             pending[timer] = (name, "timeout")
             deadlines[name] = timer
@@ -220,6 +222,8 @@ def _walk(
             deadlines.pop(name, None)
             attempt = walk.state[name]["attempt"]
             error = f"timed out after {walk.specs[name]['timeout']:g} s (attempt {attempt})"
+            if walk.specs[name].get("timeout_note"):
+                error += f": {walk.specs[name]['timeout_note']}"
             delay = walk.attempt_failed(name, error, timed_out=True)
             yield context.call_activity_with_retry(
                 RECORD_ACTIVITY, _BOOKKEEPING_RETRY,
