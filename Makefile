@@ -17,7 +17,14 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(BIN)/.installed node_modules/.installed
+# The Azure Functions Python worker's own library (pinned and hash-checked in
+# src/slipway/local/worker.py): `slipway dev` and the tests index and invoke functions with it.
+WORKER_LIB := .worker/lib
+$(WORKER_LIB)/azure_functions_runtime/handle_event.py: $(BIN)/.installed src/slipway/local/worker.py
+	rm -rf $(WORKER_LIB)
+	$(BIN)/slipway fetch-worker $(WORKER_LIB)
+
+install: $(BIN)/.installed node_modules/.installed $(WORKER_LIB)/azure_functions_runtime/handle_event.py
 
 # The web UI (web/, a Vite project) built into web/dist, which `slipway dev` serves at /.
 web/dist/index.html: web/package.json web/package-lock.json $(shell find web/src web/public -type f) web/index.html web/vite.config.* web/staticwebapp.config.json
@@ -51,4 +58,4 @@ bench: install
 	$(BIN)/python tests/benchmarks/deploy.py
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .worker

@@ -16,6 +16,8 @@ from slipway.cli import TEST_STORAGE_ENV
 from slipway.local.azurite import Azurite, find_azurite, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The worker library `make install` fetched; `slipway dev` children of the tests inherit it.
+os.environ.setdefault("SLIPWAY_WORKER_LIBRARY", str(REPO_ROOT / ".worker" / "lib"))
 
 
 @pytest.fixture(scope="session")

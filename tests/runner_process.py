@@ -22,6 +22,7 @@ from azure.storage.queue import QueueServiceClient
 from slipway.adapters.queues import QueueBus
 from slipway.adapters.tables import TableStore
 from slipway.local.azurite import AzuritePorts, connection_string, free_port
+from slipway.local.worker import LIBRARY_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
@@ -105,6 +106,8 @@ def start_runner(
     port = free_port()
     log = folder / "runner.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLIPWAY_", "AzureWebJobs"))}
+    # Not an app setting: where the runner finds the worker library `make install` fetched.
+    env[LIBRARY_ENV] = os.environ.get(LIBRARY_ENV, str(REPO_ROOT / ".worker" / "lib"))
     env.update(extra_env or {})
     process = subprocess.Popen(
         [sys.executable, "-m", "slipway.cli", "dev", "--host", host, "--port", str(port),

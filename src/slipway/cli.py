@@ -1,4 +1,4 @@
-"""The ``slipway`` command: ``slipway dev`` (the local runner), ``slipway with-azurite`` and ``slipway sync``."""
+"""The ``slipway`` command: ``slipway dev`` (the local runner), ``with-azurite``, ``sync``, ``init`` and ``fetch-worker``."""
 
 from __future__ import annotations
 
@@ -35,6 +35,20 @@ def _with_azurite(args: argparse.Namespace) -> int:
     finally:
         # Stopped on every way out, failures and Ctrl-C included.
         azurite.stop()
+
+
+def _fetch_worker(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from slipway.local.worker import WorkerLibraryError, fetch_library
+
+    try:
+        folder = fetch_library(args.folder.resolve())
+    except (WorkerLibraryError, subprocess.CalledProcessError, OSError) as exc:
+        print(f"slipway fetch-worker: {exc}", file=sys.stderr)
+        return 1
+    print(f"slipway fetch-worker: the worker library is in {folder}")
+    return 0
 
 
 # `slipway sync` exits with this when the fetch failed and a later try may work (EX_TEMPFAIL).
@@ -147,7 +161,17 @@ def main(argv: list[str] | None = None) -> int:
         "--keep-existing", action="store_true", help="write only the files that are missing"
     )
 
+    fetch = commands.add_parser(
+        "fetch-worker",
+        help="download the Azure Functions Python worker library (pinned) that `slipway dev` runs functions with",
+    )
+    fetch.add_argument(
+        "folder", type=Path, help="where to unpack it (default for `slipway dev`: <app root>/.worker/lib)"
+    )
+
     args = parser.parse_args(argv)
+    if args.name == "fetch-worker":
+        return _fetch_worker(args)
     if args.name == "init":
         return _init(args)
     if args.name == "with-azurite":

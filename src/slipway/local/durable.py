@@ -61,6 +61,7 @@ from slipway.local.durable_history import (
     replay_matches,
     status_history,
 )
+from slipway.local.worker import TypedData, Worker, WorkerRestarted
 
 __all__ = [
     "TERMINAL_STATUSES",
@@ -229,6 +230,8 @@ class _Instance:
     retries_by_timer: dict[int, _Retry] = field(default_factory=dict)
     canceled_timers: set[int] = field(default_factory=set)
     busy: bool = False
+    # The execution an episode in flight belongs to (continue-as-new starts a new one).
+    episode_execution: str = ""
 
     @property
     def terminal(self) -> bool:
@@ -277,11 +280,18 @@ class DurableHarness:
         *,
         clock: Clock | None = None,
         max_parallel_activities: int = 8,
+        max_parallel_orchestrators: int = 8,
         task_hub: str = "SlipwayLocal",
+        worker: Worker | None = None,
     ) -> None:
+        """``worker``: invoke orchestrators and activities through the real worker's dispatch
+        (the local runner); without one, episodes run on the driver's loop and activities on a
+        pool of their own, which keeps virtual-clock tests deterministic."""
         if max_parallel_activities < 1:
             raise ValueError("max_parallel_activities must be at least 1")
         self.task_hub = task_hub
+        self._worker = worker
+        self._max_orchestrators = max(1, max_parallel_orchestrators)
         self._clock: Clock = clock or SystemClock()
         self._max_parallel = max_parallel_activities
         self._orchestrators, self._activities = _durable_functions(app)
@@ -466,7 +476,9 @@ class DurableHarness:
         wake = self._wake
         executor = ThreadPoolExecutor(max_workers=self._max_parallel, thread_name_prefix="durable-activity")
         slots = asyncio.Semaphore(self._max_parallel)
+        episode_slots = asyncio.Semaphore(self._max_orchestrators)
         running: dict[asyncio.Task[None], _ActivityWork] = {}
+        episodes: set[asyncio.Task[None]] = set()
         virtual = isinstance(self._clock, VirtualClock)
         try:
             while stop is None or not stop.is_set():
@@ -476,15 +488,21 @@ class DurableHarness:
                     running[task] = work
                     task.add_done_callback(lambda done: (running.pop(done, None), wake.set()))
                 self._fire_due_timers()
-                if self._run_ready_episodes():
+                if self._worker is not None:
+                    # Episodes are invocations of the orchestrator function, dispatched by the worker.
+                    for instance_id in self._take_ready():
+                        episode = loop.create_task(self._run_episode_dispatched(instance_id, episode_slots))
+                        episodes.add(episode)
+                        episode.add_done_callback(lambda done: (episodes.discard(done), wake.set()))
+                elif self._run_ready_episodes():
                     # Let new activities start and other coroutines on this loop (an RPC app) run.
                     await asyncio.sleep(0)
                     continue
                 with self._lock:
-                    if self._activity_queue or self._ready:
+                    if self._activity_queue or (self._ready and self._worker is None):
                         continue
                 next_fire = self._next_timer()
-                if running:
+                if running or episodes:
                     await _wait(wake, stop, None if virtual else _seconds_until(next_fire, self._clock))
                 elif next_fire is not None:
                     if virtual:
@@ -498,9 +516,9 @@ class DurableHarness:
                     await _wait(wake, stop, None)
         finally:
             unfinished = [work for task, work in running.items() if not task.done()]
-            for task in list(running):
+            for task in [*running, *episodes]:
                 task.cancel()
-            await asyncio.gather(*list(running), return_exceptions=True)
+            await asyncio.gather(*list(running), *episodes, return_exceptions=True)
             with self._lock:
                 self._activity_queue.extendleft(reversed(unfinished))
                 self._driving = False
@@ -531,6 +549,13 @@ class DurableHarness:
             taken = list(self._activity_queue)
             self._activity_queue.clear()
             return taken
+
+    def _take_ready(self) -> list[str]:
+        with self._lock:
+            ready = [i for i in self._ready if not (i in self._instances and self._instances[i].busy)]
+            for instance_id in ready:
+                del self._ready[instance_id]
+            return ready
 
     def _run_ready_episodes(self) -> bool:
         with self._lock:
@@ -602,6 +627,8 @@ class DurableHarness:
             return self._task_failed(work, reason, f"Known activity functions: {known}.")
         trigger = function.get_trigger()
         user = function.get_user_function()
+        if self._worker is not None:
+            return await self._invoke_activity_dispatched(work, function)
         try:
             value = (
                 None
@@ -627,6 +654,29 @@ class DurableHarness:
             Result=encoded.value,
         )
 
+    async def _invoke_activity_dispatched(
+        self, work: _ActivityWork, function: func.Function
+    ) -> dict[str, Any]:
+        """The activity as the extension hands it to the worker: its input as JSON TypedData."""
+        assert self._worker is not None
+        name = function.get_function_name()
+        data = TypedData(json="null" if work.input_text is None else work.input_text)
+        try:
+            answer = await self._worker.invoke(name, {function.get_trigger().name: data})
+        except WorkerRestarted as exc:
+            return self._task_failed(work, f"Activity function '{work.name}' failed: {exc}", str(exc))
+        if not answer.ok:
+            log.info("activity %s of %s failed: %s", work.name, work.instance_id, answer.message)
+            return self._task_failed(
+                work, f"Activity function '{work.name}' failed: {answer.message}", answer.stack_trace
+            )
+        return event(
+            HistoryEventType.TASK_COMPLETED,
+            timestamp=self._clock.now(),
+            TaskScheduledId=work.task_id,
+            Result=answer.json_value(),
+        )
+
     def _task_failed(self, work: _ActivityWork, reason: str, details: str) -> dict[str, Any]:
         return event(
             HistoryEventType.TASK_FAILED,
@@ -639,6 +689,52 @@ class DurableHarness:
     # ----------------------------------------------------------------- episodes
 
     def _run_episode(self, instance_id: str) -> None:
+        prepared = self._prepare_episode(instance_id)
+        if prepared is None:
+            return
+        function, payload, instance, now, started, batch = prepared
+        try:
+            outcome = _call_orchestrator(function, payload)
+        finally:
+            with self._lock:
+                instance.busy = False
+        self._complete_episode(instance, now, started, batch, outcome)
+
+    async def _run_episode_dispatched(self, instance_id: str, slots: asyncio.Semaphore) -> None:
+        async with slots:
+            prepared = self._prepare_episode(instance_id)
+            if prepared is None:
+                return
+            function, payload, instance, now, started, batch = prepared
+            try:
+                outcome = await self._call_orchestrator_dispatched(function, payload)
+            finally:
+                with self._lock:
+                    instance.busy = False
+            self._complete_episode(instance, now, started, batch, outcome)
+        self._notify()
+
+    async def _call_orchestrator_dispatched(
+        self, function: func.Function, payload: Mapping[str, Any]
+    ) -> _Outcome:
+        """The episode as the extension sends it: the context JSON as string TypedData."""
+        assert self._worker is not None
+        name = function.get_function_name()
+        data = TypedData(string=json.dumps(payload))
+        try:
+            answer = await self._worker.invoke(name, {function.get_trigger().name: data})
+        except WorkerRestarted as exc:
+            return _Outcome(None, str(exc), str(exc))
+        if answer.ok:
+            return _Outcome(json.loads(answer.json_value() or "null"))
+        return _outcome_of_failure(answer.message, answer.stack_trace)
+
+    def _prepare_episode(
+        self, instance_id: str
+    ) -> (
+        tuple[func.Function, dict[str, Any], _Instance, datetime, dict[str, Any], list[dict[str, Any]]] | None
+    ):
+        """Under the lock: the next batch and the payload, or None when there is nothing to replay."""
         with self._lock:
             instance = self._instances.get(instance_id)
             if instance is None or instance.busy or not instance.inbox:
@@ -669,16 +765,22 @@ class DurableHarness:
                 return
             payload = self._payload(instance, started, batch)
             instance.busy = True
-            execution_id = instance.execution_id
-        try:
-            outcome = _call_orchestrator(function, payload)
-        finally:
-            with self._lock:
-                instance.busy = False
+            instance.episode_execution = instance.execution_id
+            return function, payload, instance, now, started, batch
+
+    def _complete_episode(
+        self,
+        instance: _Instance,
+        now: datetime,
+        started: dict[str, Any],
+        batch: list[dict[str, Any]],
+        outcome: _Outcome,
+    ) -> None:
+        instance_id = instance.instance_id
         with self._lock:
             # start_new refuses running ids, so the instance cannot have been replaced meanwhile;
             # checked anyway, because a stale episode must never touch a newer execution.
-            if self._live_instance(instance_id, execution_id) is not instance:
+            if self._live_instance(instance_id, instance.episode_execution) is not instance:
                 return
             try:
                 self._apply(instance, now, started, batch, outcome)
@@ -1015,9 +1117,13 @@ class DurableHarness:
         self._create_instance(child_id, name, input_text, parent=link)
 
     def _continue_as_new(self, instance: _Instance, now: datetime, input_text: str | None) -> None:
-        # Events raised while this generation ran its last episode carry over to the next, as
-        # DTFx carries over events that arrive after continue-as-new.
-        carried = [item for item in instance.inbox if item["EventType"] == HistoryEventType.EVENT_RAISED]
+        # Events that arrive after continue-as-new carry over to the next generation, as in
+        # DTFx (TaskOrchestrationExecutor hands an EventRaised it processes once the context
+        # HasContinueAsNew to AddEventToNextIteration): those of the last episode that came
+        # after the event on which the orchestrator continued as new, and those raised while
+        # that episode ran. Events the orchestrator had already seen are dropped with its history.
+        carried = self._raised_after_continue_as_new(instance)
+        carried += [item for item in instance.inbox if item["EventType"] == HistoryEventType.EVENT_RAISED]
         instance.inbox.clear()
         # The new generation starts with a fresh history, as in Azure Storage: nothing of the
         # old one is kept, and results still on their way to it are dropped.
@@ -1035,6 +1141,69 @@ class DurableHarness:
         instance.inbox.append(self._execution_started(instance, now))
         instance.inbox.extend(carried)
         self._ready[instance.instance_id] = None
+
+    def _raised_after_continue_as_new(self, instance: _Instance) -> list[dict[str, Any]]:
+        """The EventRaised events of the last episode that the orchestrator never reached.
+
+        The SDK stops reading the history at the event on which the orchestrator continued as
+        new; the extension's replay reaches the continue-as-new at that same event and carries
+        the events after it. Which event that was is found by replaying growing prefixes of the
+        episode (orchestrator code is deterministic), only when an event could be carried.
+        """
+        history = instance.history
+        start = max(
+            (
+                i
+                for i, item in enumerate(history)
+                if item["EventType"] == HistoryEventType.ORCHESTRATOR_STARTED
+            ),
+            default=None,
+        )
+        function = self._orchestrators.get(instance.name.lower())
+        if start is None or function is None:
+            return []
+        started, batch = history[start], history[start + 1 :]
+        raised = [i for i, item in enumerate(batch) if item["EventType"] == HistoryEventType.EVENT_RAISED]
+        past = [{**item, "IsPlayed": True} for item in history[:start]]
+        for length in range(1, raised[-1] + 1 if raised else 0):
+            payload = {
+                **self._payload(instance, started, batch[:length]),
+                "history": [*past, started, *batch[:length]],
+                "isReplaying": bool(past),
+            }
+            state = _call_orchestrator(function, payload).state
+            if state is not None and state.get("isDone"):
+                return [batch[i] for i in raised if i >= length]
+        return []
+
+    def purge_instances(
+        self,
+        *,
+        created_from: datetime,
+        created_to: datetime | None = None,
+        runtime_statuses: Collection[str] | None = None,
+    ) -> int:
+        """Delete finished instances created in ``[created_from, created_to]``; how many went.
+
+        As ``DurableOrchestrationClient.purge_instance_history_by`` through the extension:
+        ``created_to`` defaults to now, ``runtime_statuses`` narrows the statuses, and only
+        completed, failed and terminated instances are ever purged (the Azure Storage backend
+        ignores other statuses in the filter), so a running orchestration is never lost.
+        """
+        wanted = {status.lower() for status in runtime_statuses} if runtime_statuses else None
+        with self._lock:
+            until = created_to or self._clock.now()
+            doomed = [
+                instance.instance_id
+                for instance in self._instances.values()
+                if instance.terminal
+                and (wanted is None or instance.status.value.lower() in wanted)
+                and created_from <= instance.created <= until
+            ]
+            for instance_id in doomed:
+                del self._instances[instance_id]
+                self._ready.pop(instance_id, None)
+            return len(doomed)
 
     def _terminate_now(
         self, instance: _Instance, now: datetime, started: dict[str, Any], termination: dict[str, Any]
@@ -1209,19 +1378,23 @@ def _call_orchestrator(function: func.Function, payload: Mapping[str, Any]) -> _
     try:
         answer = handle(json.dumps(payload))
     except Exception as exc:
-        # The SDK reports an orchestrator exception by raising "<message>\n\n$OutOfProcData$:<state>",
-        # the state still carrying the actions; the extension parses it back out.
-        text, marker, state_json = str(exc).partition(_OUT_OF_PROC_MARKER)
-        state: Mapping[str, Any] | None = None
-        if marker:
-            try:
-                state = json.loads(state_json)
-            except ValueError:
-                state = None
-        error = (state or {}).get("error") or text or type(exc).__name__
         cause = exc.__cause__ if isinstance(exc.__cause__, BaseException) else exc
-        return _Outcome(state, str(error), _user_traceback(cause))
+        return _outcome_of_failure(str(exc) or type(exc).__name__, _user_traceback(cause))
     return _Outcome(json.loads(answer))
+
+
+def _outcome_of_failure(message: str, details: str) -> _Outcome:
+    """The SDK reports an orchestrator exception by raising "<message>\n\n$OutOfProcData$:<state>",
+    the state still carrying the actions; the extension parses it back out."""
+    text, marker, state_json = message.partition(_OUT_OF_PROC_MARKER)
+    state: Mapping[str, Any] | None = None
+    if marker:
+        try:
+            state = json.loads(state_json)
+        except ValueError:
+            state = None
+    error = (state or {}).get("error") or text
+    return _Outcome(state, str(error), details)
 
 
 def _user_traceback(exc: BaseException) -> str:

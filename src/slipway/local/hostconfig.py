@@ -57,11 +57,13 @@ class QueueOptions:
 
 @dataclass(frozen=True)
 class HostConfig:
-    function_timeout: timedelta
+    # None: "-1", no limit (Premium and Dedicated plans allow it).
+    function_timeout: timedelta | None
     route_prefix: str
     queues: QueueOptions
     task_hub: str
     max_concurrent_activities: int
+    max_concurrent_orchestrators: int
 
 
 def load_host_config(app_root: Path, env: Mapping[str, str]) -> HostConfig:
@@ -79,7 +81,7 @@ def load_host_config(app_root: Path, env: Mapping[str, str]) -> HostConfig:
     defaults = QueueOptions()
     durable = extensions.get("durableTask", {})
     return HostConfig(
-        function_timeout=parse_timespan(raw.get("functionTimeout", "00:30:00")),
+        function_timeout=_function_timeout(raw.get("functionTimeout", "00:30:00")),
         route_prefix=str(extensions.get("http", {}).get("routePrefix", "api")).strip("/"),
         queues=QueueOptions(
             batch_size=int(queues.get("batchSize", defaults.batch_size)),
@@ -91,4 +93,10 @@ def load_host_config(app_root: Path, env: Mapping[str, str]) -> HostConfig:
         ),
         task_hub=resolve_app_settings(str(durable.get("hubName", "TestHubName")), env),
         max_concurrent_activities=int(durable.get("maxConcurrentActivityFunctions", 10)),
+        max_concurrent_orchestrators=int(durable.get("maxConcurrentOrchestratorFunctions", 10)),
     )
+
+
+def _function_timeout(value: Any) -> timedelta | None:
+    # The default is the Premium and Dedicated plans' (the only plans Slipway runs on).
+    return None if str(value).strip() == "-1" else parse_timespan(str(value))

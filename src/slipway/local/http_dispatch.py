@@ -1,9 +1,11 @@
 """Serving an app's HTTP functions over one port, as the host routes them.
 
-Native HTTP functions are matched by their route template under the route prefix and
-called with a ``func.HttpRequest``, exactly as the worker calls them. Everything else goes
-straight to the FastAPI app behind the ASGI catch-all (so streaming responses stream
-locally; under the host the ASGI middleware buffers them).
+Every HTTP function, the ASGI catch-all included, is matched by its route template under the
+route prefix (literal routes before the catch-all, as the host orders them) and invoked
+through the worker with the request as the host sends it: the whole body read first (up to
+the host's 100 MB), the whole response returned at once. So the FastAPI app behind the
+catch-all buffers here exactly as under the host (``func.AsgiMiddleware`` collects the
+response before answering): nothing streams.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from urllib.parse import parse_qsl
 
 import azure.functions as func
 
-from slipway.local.invocation import binding, invoke
+from slipway.local.invocation import binding, http_answer, http_request_input
+from slipway.local.worker import Worker, WorkerRestarted
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -50,14 +53,17 @@ class HttpRoute:
     needs_key: bool
     request_name: str
 
+    @property
+    def catch_all(self) -> bool:
+        return self.pattern.pattern.startswith("^(?:/(?P<")
 
-def native_routes(
-    functions: Sequence[func.Function], *, route_prefix: str, asgi_function: str
-) -> list[HttpRoute]:
+
+def http_routes(functions: Sequence[func.Function], *, route_prefix: str) -> list[HttpRoute]:
+    """Every HTTP function's route; catch-all templates (``{*x}``) after the literal ones."""
     routes = []
     for function in functions:
         trigger = binding(function, "httpTrigger")
-        if trigger is None or function.get_function_name() == asgi_function:
+        if trigger is None:
             continue
         methods = frozenset(m.upper() for m in trigger.get("methods") or ("GET", "POST"))
         routes.append(
@@ -69,7 +75,7 @@ def native_routes(
                 request_name=trigger["name"],
             )
         )
-    return routes
+    return sorted(routes, key=lambda route: route.catch_all)
 
 
 async def _send_plain(send: Send, status: int, body: bytes, content_type: str = "application/json") -> None:
@@ -84,24 +90,25 @@ async def _send_plain(send: Send, status: int, body: bytes, content_type: str = 
 
 
 class HttpDispatcher:
-    """ASGI app: native HTTP functions by route, the rest to ``fallback`` (the FastAPI app)."""
+    """ASGI app: each request to the HTTP function whose route and method match, else 404."""
 
-    def __init__(
-        self, routes: list[HttpRoute], fallback: Any, *, function_key: str, function_directory: str
-    ) -> None:
+    def __init__(self, routes: list[HttpRoute], *, worker: Worker, function_key: str) -> None:
         self._routes = routes
-        self._fallback = fallback
+        self._worker = worker
         self._key = function_key
-        self._directory = function_directory
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            for route in self._routes:
-                match = route.pattern.match(scope["path"])
-                if match and scope["method"].upper() in route.methods:
-                    await self._call_native(route, match, scope, receive, send)
-                    return
-        await self._fallback(scope, receive, send)
+        if scope["type"] == "lifespan":
+            return
+        if scope["type"] != "http":
+            # The host serves no WebSockets to Python functions.
+            return
+        for route in self._routes:
+            match = route.pattern.match(scope["path"])
+            if match and scope["method"].upper() in route.methods:
+                await self._call(route, match, scope, receive, send)
+                return
+        await _send_plain(send, 404, b"")
 
     def _key_accepted(self, headers: dict[str, str], query: dict[str, str]) -> bool:
         if not self._key:
@@ -110,7 +117,7 @@ class HttpDispatcher:
         offered = headers.get("x-functions-key") or query.get("code") or ""
         return hmac.compare_digest(offered.encode(), self._key.encode())
 
-    async def _call_native(
+    async def _call(
         self, route: HttpRoute, match: re.Match[str], scope: dict[str, Any], receive: Receive, send: Send
     ) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -134,26 +141,19 @@ class HttpDispatcher:
         url = f"{scope.get('scheme', 'http')}://{host}{scope['path']}"
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode("latin-1")
-        request = func.HttpRequest(
+        data = http_request_input(
             method=scope["method"].upper(),
             url=url,
             headers=headers,
-            params=query,
-            route_params={k: v for k, v in match.groupdict().items() if v is not None},
+            query=query,
+            params={k: v for k, v in match.groupdict().items() if v is not None},
             body=b"".join(chunks),
         )
-        response = await invoke(
-            route.function, {route.request_name: request}, function_directory=self._directory
-        )
-        if not isinstance(response, func.HttpResponse):
-            response = func.HttpResponse(
-                status_code=204 if response is None else 200, body=None if response is None else str(response)
-            )
-        raw_headers = [
-            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()
-        ]
-        if response.mimetype and not any(k == b"content-type" for k, _ in raw_headers):
-            content_type = response.mimetype + (f"; charset={response.charset}" if response.charset else "")
-            raw_headers.append((b"content-type", content_type.encode("latin-1")))
-        await send({"type": "http.response.start", "status": response.status_code, "headers": raw_headers})
-        await send({"type": "http.response.body", "body": response.get_body() or b""})
+        name = route.function.get_function_name()
+        try:
+            answer = http_answer(await self._worker.invoke(name, {route.request_name: data}))
+        except WorkerRestarted:
+            await _send_plain(send, 500, b"")
+            return
+        await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
+        await send({"type": "http.response.body", "body": answer.body})

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import azure.functions as func
-from azure.functions.queue import QueueMessage
 
 from slipway.adapters.queues import QueueBus, ReceivedMessage
 from slipway.local.hostconfig import HostConfig, resolve_app_settings
-from slipway.local.invocation import binding, invoke
+from slipway.local.invocation import binding, client_input, queue_metadata, text_or_bytes
 from slipway.local.tasks import run_until_stopped
+from slipway.local.worker import Worker
 from slipway.names import poison_queue
 
 log = logging.getLogger("slipway.local.queues")
@@ -66,13 +66,13 @@ class QueuePoller:
         host: HostConfig,
         *,
         durable_client_json: Callable[[], str],
-        function_directory: str,
+        worker: Worker,
     ) -> None:
         self._triggers = triggers
         self._queues = queues
         self._host = host
         self._client_json = durable_client_json
-        self._directory = function_directory
+        self._worker = worker
 
     async def run(self, stop: asyncio.Event) -> None:
         await run_until_stopped([self._poll(trigger, stop) for trigger in self._triggers], stop)
@@ -82,7 +82,8 @@ class QueuePoller:
         interval = _MIN_POLL_SECONDS
         # While a message is being processed it stays invisible for the function timeout,
         # as the host keeps renewing it; a crash of the runner makes it visible again later.
-        lease = int(self._host.function_timeout.total_seconds())
+        limit = self._host.function_timeout
+        lease = int(limit.total_seconds()) if limit is not None else 600
         in_flight: set[asyncio.Task[None]] = set()
         while not stop.is_set():
             room = options.batch_size + options.new_batch_threshold - len(in_flight)
@@ -118,25 +119,20 @@ class QueuePoller:
     async def _deliver(self, trigger: QueueTrigger, message: ReceivedMessage) -> None:
         name = trigger.function.get_function_name()
         try:
-            body = self._decode(message)
-            arguments: dict[str, Any] = {
-                # The worker's message type, which carries the delivery metadata.
-                trigger.message_name: QueueMessage(
-                    id=message.id,
-                    body=body,
-                    dequeue_count=message.dequeue_count,
-                    expiration_time=message.expiration_time,
-                    insertion_time=message.insertion_time,
-                    time_next_visible=message.next_visible_on,
-                    pop_receipt=message.pop_receipt,
-                )
-            }
+            inputs: dict[str, Any] = {trigger.message_name: text_or_bytes(self._decode(message))}
             if trigger.client_name:
-                arguments[trigger.client_name] = self._client_json()
-            await asyncio.wait_for(
-                invoke(trigger.function, arguments, function_directory=self._directory),
-                timeout=self._host.function_timeout.total_seconds(),
+                inputs[trigger.client_name] = client_input(self._client_json())
+            metadata = queue_metadata(
+                message_id=message.id,
+                dequeue_count=message.dequeue_count,
+                pop_receipt=message.pop_receipt,
+                insertion_time=message.insertion_time,
+                expiration_time=message.expiration_time,
+                next_visible=message.next_visible_on,
             )
+            answer = await self._worker.invoke(name, inputs, trigger_metadata=metadata)
+            if not answer.ok:
+                raise RuntimeError(answer.message)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

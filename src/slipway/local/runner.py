@@ -21,7 +21,6 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import azure.functions as func
 import uvicorn
@@ -30,15 +29,15 @@ from slipway.bootstrap import build_services
 from slipway.config import SettingsError, load_settings
 from slipway.engine.execution import stop_running_steps
 from slipway.functions.catalog import indexed_functions
-from slipway.functions.http import ASGI_FUNCTION
 from slipway.local.azurite import Azurite, AzuriteError, find_azurite, free_port
 from slipway.local.console_log import configure_runner_logging
 from slipway.local.durable import DurableHarness
 from slipway.local.durable_rpc import client_binding_json, create_rpc_app
 from slipway.local.hostconfig import HostConfig, HostConfigError, load_host_config
-from slipway.local.http_dispatch import HttpDispatcher, native_routes
+from slipway.local.http_dispatch import HttpDispatcher, http_routes
 from slipway.local.queue_poller import QueuePoller, queue_triggers
 from slipway.local.timers import ScheduleError, TimerRunner, timer_triggers
+from slipway.local.worker import FunctionIndexError, Worker, WorkerLibraryError, library_path
 
 log = logging.getLogger("slipway.local.runner")
 
@@ -140,19 +139,26 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _asgi_app(app: func.FunctionRegister) -> Any | None:
-    """The ASGI app behind the catch-all, served directly so responses can stream locally."""
-    middleware = getattr(app, "middleware", None)
-    return getattr(middleware, "_app", None)
-
-
 async def _serve(
     options: DevOptions, app: func.FunctionRegister, env: Mapping[str, str], host: HostConfig
 ) -> None:
     functions = indexed_functions(app)
     directory = str(options.app_root.resolve())
+    # Indexing through the worker's own code: a function it refuses stops the runner here, as
+    # it stops the host from loading any function.
+    worker = Worker(
+        app,
+        library=library_path(options.app_root.resolve(), env),
+        function_directory=directory,
+        function_timeout=host.function_timeout,
+    )
+    log.info("the Python worker indexed %d functions", len(functions), extra={"threads": worker.thread_count})
     harness = DurableHarness(
-        app, max_parallel_activities=host.max_concurrent_activities, task_hub=host.task_hub
+        app,
+        max_parallel_activities=host.max_concurrent_activities,
+        max_parallel_orchestrators=host.max_concurrent_orchestrators,
+        task_hub=host.task_hub,
+        worker=worker,
     )
 
     rpc_port = free_port()
@@ -164,14 +170,10 @@ async def _serve(
     )
     client_json = client_binding_json(rpc_url, host.task_hub)
 
-    fallback = _asgi_app(app)
-    if fallback is None:
-        raise RunnerError("the app has no ASGI catch-all function to serve the API")
     dispatcher = HttpDispatcher(
-        native_routes(functions, route_prefix=host.route_prefix, asgi_function=ASGI_FUNCTION),
-        fallback,
+        http_routes(functions, route_prefix=host.route_prefix),
+        worker=worker,
         function_key=env.get("SLIPWAY_API_TOKEN", ""),
-        function_directory=directory,
     )
     http_server = _Server(
         uvicorn.Config(dispatcher, host=options.host, port=options.port, log_level="warning", lifespan="off")
@@ -183,11 +185,11 @@ async def _serve(
         queues,
         host,
         durable_client_json=lambda: client_json,
-        function_directory=directory,
+        worker=worker,
     )
 
     timers = TimerRunner(
-        timer_triggers(functions, env), function_directory=directory, durable_client_json=lambda: client_json
+        timer_triggers(functions, env), worker=worker, durable_client_json=lambda: client_json
     )
 
     stop = asyncio.Event()
@@ -230,6 +232,7 @@ async def _serve(
         await asyncio.gather(*tasks, return_exceptions=True)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        worker.close()
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -271,7 +274,10 @@ def run_dev(options: DevOptions) -> int:
         app = import_function_app(options.app_root)
         asyncio.run(_serve(options, app, env, host))
         return 0
-    except (RunnerError, AzuriteError, HostConfigError, SettingsError, ScheduleError, OSError) as exc:
+    except (
+        RunnerError, AzuriteError, HostConfigError, SettingsError, ScheduleError, OSError,
+        WorkerLibraryError, FunctionIndexError,
+    ) as exc:  # fmt: skip
         log.error("slipway dev cannot start: %s", exc)
         return 1
     except KeyboardInterrupt:

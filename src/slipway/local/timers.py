@@ -16,11 +16,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import azure.functions as func
-from azure.functions.timer import TimerRequest
 
 from slipway.local.hostconfig import resolve_app_settings
-from slipway.local.invocation import binding, invoke
+from slipway.local.invocation import binding, client_input, timer_input
 from slipway.local.tasks import run_until_stopped
+from slipway.local.worker import Worker
 
 log = logging.getLogger("slipway.local.timers")
 
@@ -135,11 +135,11 @@ class TimerRunner:
         self,
         triggers: list[TimerTrigger],
         *,
-        function_directory: str,
+        worker: Worker,
         durable_client_json: Callable[[], str] | None = None,
     ) -> None:
         self._triggers = triggers
-        self._directory = function_directory
+        self._worker = worker
         self._client_json = durable_client_json
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -161,13 +161,15 @@ class TimerRunner:
 
     async def _fire(self, trigger: TimerTrigger, *, past_due: bool) -> None:
         name = trigger.function.get_function_name()
-        arguments: dict[str, Any] = {trigger.argument: TimerRequest(past_due=past_due)}
+        inputs: dict[str, Any] = {trigger.argument: timer_input(past_due=past_due)}
         if trigger.client_name:
             if self._client_json is None:
                 raise RuntimeError(f"{name} needs a Durable client and the runner has none")
-            arguments[trigger.client_name] = self._client_json()
+            inputs[trigger.client_name] = client_input(self._client_json())
         try:
-            await invoke(trigger.function, arguments, function_directory=self._directory)
+            answer = await self._worker.invoke(name, inputs)
+            if not answer.ok:
+                raise RuntimeError(answer.message)
         except Exception:
             # The host logs a failed timer run and waits for the next occurrence; so does the runner.
             log.exception("timer function failed", extra={"function": name})
