@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from slipway.childenv import child_environment
 from slipway.processes import kill_process_group
 
 __all__ = [
@@ -57,21 +58,6 @@ PARAM_TYPES: dict[type, str] = {str: "string", int: "integer", float: "number", 
 _MAX_STEPS = 200
 # A shell's captured stdout stays in memory for the caller; beyond this only the log has it.
 _MAX_CAPTURE_BYTES = 1024 * 1024
-# Environment variables a shell command never inherits: the platform's storage keys, tokens
-# and identity endpoints are for Slipway, not for the commands a workflow runs.
-_PRIVATE_ENV_PREFIXES = (
-    "AzureWebJobs",
-    "SLIPWAY_",
-    "APPLICATIONINSIGHTS_",
-    "IDENTITY_",
-    "MSI_",
-    "AZURE_CLIENT_SECRET",
-    "AZURE_CLIENT_CERTIFICATE",
-    "AZURE_PASSWORD",
-    "AZURE_FEDERATED_TOKEN",
-    "WEBSITE_AUTH_",
-    "CONTAINER_",
-)
 _KILL_GRACE_SECONDS = 3.0
 
 
@@ -298,15 +284,16 @@ def shell(
     """Run ``cmd`` (a string through ``/bin/sh``, or an argument list) and stream its output
     into the run's log; raise :class:`ShellError` on a non-zero exit when ``check``.
 
-    The command runs in ``cwd``, by default the run's ``ctx.workdir``. It gets the worker's
-    environment minus Slipway's own secrets, plus ``env``. It runs in its own process group: a timeout, the step's timeout or a cancel of the run
-    stops the whole group (SIGTERM, then SIGKILL after a grace period).
+    The command runs in ``cwd``, by default the run's ``ctx.workdir``. Its environment is the
+    worker's allow-listed basics (search path, home, locale, temp folder, proxy and certificate
+    settings; see :mod:`slipway.childenv`) plus ``env``, and nothing else. It runs in its own
+    process group: a timeout, the step's timeout or a cancel of the run stops the whole group
+    (SIGTERM, then SIGKILL after a grace period).
     """
     runtime = _runtime.get()
     argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else [str(part) for part in cmd]
     shown = cmd if isinstance(cmd, str) else " ".join(argv)
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_ENV_PREFIXES)}
-    child_env.update(env or {})
+    child_env = child_environment(env)
     if runtime is not None:
         runtime.write(f"$ {shown}\n", "cmd")
     if cwd is None and runtime is not None:

@@ -1,6 +1,7 @@
 """Install, test and build a project in a clean environment.
 
-The commands get only: ``PATH`` (the worker's, to find Node and the package managers), ``HOME``
+The commands get only: from the worker (through :mod:`slipway.childenv`), ``PATH`` to find Node
+and the package managers and the proxy and certificate settings to reach the registry; ``HOME``
 and ``TMPDIR`` inside the build's own folder, ``LANG=C.UTF-8``, ``CI=true``, npm's cache folder
 inside the build's folder (``npm_config_cache``) with npm's update check, funding and audit
 messages off, ``NODE_ENV`` (unset while installing so devDependencies are installed, ``test``
@@ -28,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from slipway.childenv import CERTIFICATES, PROXIES, child_environment
 from slipway.deploy.cache import DependencyCache, cache_key, npm_tree_problem
 from slipway.deploy.detect import BuildPlan, DetectError, find_output_dir, snapshot_output_candidates
 from slipway.processes import LogSink, StopCheck, run_command
@@ -43,8 +45,11 @@ __all__ = [
 ]
 
 PHASES = ("install", "test", "build")
-# Variables a site may not pass to its build: Slipway's and the platform's secrets.
-PRIVATE_ENV_PREFIXES = ("AzureWebJobs", "SLIPWAY_", "AZURE_", "IDENTITY_", "MSI_", "APPLICATIONINSIGHTS_")
+# What a build inherits from the worker; the rest of its environment it sets itself.
+_INHERITED = ("PATH", *PROXIES, *CERTIFICATES)
+# Names a site may not give its build variables: the platform's (a script that sees them would
+# take them for Slipway's storage, identity or settings), and those the build sets itself.
+_RESERVED_PREFIXES = ("AzureWebJobs", "SLIPWAY_", "AZURE_", "IDENTITY_", "MSI_", "APPLICATIONINSIGHTS_")
 _FIXED_ENV = ("PATH", "HOME", "TMPDIR", "npm_config_cache")
 
 
@@ -104,12 +109,11 @@ def build_environment(
 ) -> dict[str, str]:
     """The whole environment of a build command (see the module's docstring)."""
     extra = dict(extra or {})
-    refused = sorted(name for name in extra if name.startswith(PRIVATE_ENV_PREFIXES) or name in _FIXED_ENV)
+    refused = sorted(name for name in extra if name.startswith(_RESERVED_PREFIXES) or name in _FIXED_ENV)
     if refused:
         raise ValueError(f"these variables cannot be set for a build: {', '.join(refused)}")
-    env = {
+    own = {
         **extra,
-        "PATH": os.environ.get("PATH", os.defpath),
         "HOME": str(build_dir / "home"),
         "TMPDIR": str(build_dir / "tmp"),
         "LANG": "C.UTF-8",
@@ -120,10 +124,10 @@ def build_environment(
         "npm_config_audit": "false",
     }
     if node_env is not None:
-        env["NODE_ENV"] = node_env
+        own["NODE_ENV"] = node_env
     else:
-        env.pop("NODE_ENV", None)
-    return env
+        own.pop("NODE_ENV", None)
+    return child_environment(own, inherit=_INHERITED)
 
 
 def run_build(

@@ -1,10 +1,12 @@
 """The bare mirror on local disk: running git, fetching one branch, reading trees and blobs.
 
-git runs from argv lists (no shell) with a clean environment: no system or global config, an
-empty ``HOME`` (so no ``.netrc`` or credential helper is consulted), no terminal prompts, and
-a timeout that kills the whole process group. The token travels only in the environment, as
-an ``http.extraHeader`` config entry (``GIT_CONFIG_COUNT``/``KEY``/``VALUE``): never in a URL,
-never in argv, and it is scrubbed from every message this module raises.
+git runs from argv lists (no shell) with a clean environment (through :mod:`slipway.childenv`:
+the search path, a temp folder, proxy and certificate settings, and git's own variables): no
+system or global config, an empty ``HOME`` (so no ``.netrc`` or credential helper is consulted),
+no terminal prompts, and a timeout that kills the whole process group. The token travels only
+in the environment, as an ``http.extraHeader`` config entry
+(``GIT_CONFIG_COUNT``/``KEY``/``VALUE``): never in a URL, never in argv, and it is scrubbed from
+every message this module raises.
 
 The mirror also keeps Slipway's own small files beside git's: ``slipway.lock`` (one fetch or
 apply at a time), ``slipway-state.json`` (the last commit synced into each workspace, and
@@ -29,6 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from slipway.childenv import CERTIFICATES, PROXIES, child_environment
 from slipway.gitsync.changes import BranchNotFound, FetchError, SyncError
 from slipway.processes import kill_process_group
 
@@ -38,22 +41,9 @@ LOCAL_TIMEOUT = 300  # git commands that only read the mirror
 _LOCK_NAME = "slipway.lock"
 _STATE_NAME = "slipway-state.json"
 _HOME_NAME = "slipway-home"
-# Environment passed through to git: the path, and what reaching the network may need.
-_PASSTHROUGH = (
-    "PATH",
-    "TMPDIR",
-    "http_proxy",
-    "https_proxy",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "no_proxy",
-    "NO_PROXY",
-    "all_proxy",
-    "ALL_PROXY",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "GIT_SSL_CAINFO",
-)
+# What git inherits from the worker: the search path, a temp folder, and what reaching the
+# network may need; the rest of its environment it is given (see Git.env).
+_INHERITED = ("PATH", "TMPDIR", *PROXIES, *CERTIFICATES)
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]*@")
 
@@ -116,9 +106,7 @@ class Git:
 
     def env(self) -> dict[str, str]:
         home = self.git_dir / _HOME_NAME
-        env = {name: os.environ[name] for name in _PASSTHROUGH if name in os.environ}
-        env.setdefault("PATH", os.defpath)
-        env.update(
+        env = dict(
             HOME=str(home),
             LC_ALL="C",
             LANG="C",
@@ -135,7 +123,7 @@ class Git:
             env.update(
                 GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="http.extraHeader", GIT_CONFIG_VALUE_0=self._header
             )
-        return env
+        return child_environment(env, inherit=_INHERITED)
 
     def scrub(self, text: str) -> str:
         for secret in self._secrets:
