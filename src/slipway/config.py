@@ -246,6 +246,14 @@ SETTINGS: tuple[Setting, ...] = (
         default="20",
     ),
     Setting(
+        "SLIPWAY_ARCHIVE_MAX_MB",
+        "Largest workspace zip (GET /api/workspace/archive) served under the Functions host, "
+        "whose ASGI bridge holds a whole response in memory; a larger one is refused with 413. "
+        "Served directly (uvicorn) the zip streams without a limit.",
+        "100",
+        default="100",
+    ),
+    Setting(
         "SLIPWAY_LOCAL_SITES_URL",
         "Base URL at which this process serves the local static host, used to verify a "
         "deployment over HTTP; empty means `http://127.0.0.1:7071`. Only with "
@@ -470,6 +478,7 @@ class Settings:
     log_level: str
     role_assignments: RoleAssignments = field(default_factory=RoleAssignments)
     run_log_limit_bytes: int = 20 * 1024 * 1024
+    archive_max_bytes: int = 100 * 1024 * 1024
     debugging: DebugSettings | None = None
     host_limits: HostLimits = field(default_factory=HostLimits)
     deploy: DeploySettings = field(
@@ -670,6 +679,7 @@ def load_settings(env: Mapping[str, str], *, app_root: Path | None = None) -> Se
         log_level=log_level,
         role_assignments=role_assignments,
         run_log_limit_bytes=run_log_limit_mb * 1024 * 1024,
+        archive_max_bytes=parsed("SLIPWAY_ARCHIVE_MAX_MB", _parse_positive_int, 100) * 1024 * 1024,
         debugging=debugging,
         host_limits=host_limits,
         deploy=deploy,

@@ -34,6 +34,11 @@ export function apiToken() {
 /** True while requests authenticate with an API token (no event streams, no plain links). */
 export const usesToken = () => Boolean(apiToken());
 
+// Set once any answer says `X-Slipway-Streaming: buffered`: the API runs under the Functions
+// host, whose ASGI bridge buffers whole responses, so it never streams (logs are polled).
+let buffered = false;
+export const canStream = () => !buffered;
+
 export function forgetToken() {
   try {
     sessionStorage.removeItem(TOKEN_KEY);
@@ -117,6 +122,7 @@ async function request(method, url, { headers = {}, body, json, alsoOk = [], tok
       `The server could not be reached (${error.message}). Check the connection; if your sign-in has expired, reload the page.`,
     );
   }
+  if (response.headers.get("X-Slipway-Streaming") === "buffered") buffered = true;
   if (response.status === 401 && !checking) throw await signedOut(response, sent);
   if (!response.ok && !alsoOk.includes(response.status)) throw await errorOf(response);
   return response;

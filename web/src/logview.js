@@ -4,7 +4,8 @@
 //
 // The log comes from the server-sent event stream; when no event arrives within a few seconds
 // (a host that buffers responses, as Azure Functions does) it is read by polling `?after=N`
-// instead. With an API token it is always polled: EventSource cannot send the Authorization
+// instead. It is always polled when the API said it cannot stream (`X-Slipway-Streaming: buffered`,
+// under the Functions host) and with an API token: EventSource cannot send the Authorization
 // header, and the token never goes into a URL.
 import * as api from "./api.js";
 import { absoluteTime, h, parseTime } from "./dom.js";
@@ -39,7 +40,7 @@ export class LogFollower {
   }
 
   start() {
-    if (typeof EventSource === "function" && !api.usesToken()) this.stream();
+    if (typeof EventSource === "function" && !api.usesToken() && api.canStream()) this.stream();
     else this.poll();
   }
 

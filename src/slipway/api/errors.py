@@ -69,6 +69,7 @@ _WORKSPACE_STATUS: dict[type[WorkspaceError], int] = {
     errors.WorkspaceReadOnly: 409,
     errors.EtagMismatch: 412,
     errors.FileTooLarge: 413,
+    errors.ArchiveTooLarge: 413,
     errors.PreconditionRequired: 428,
     errors.WorkspaceUnavailable: 503,
 }

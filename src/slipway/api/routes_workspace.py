@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 from urllib.parse import quote
@@ -14,6 +15,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from slipway.api.bodies import read_body_capped
+from slipway.api.buffered import is_buffered
 from slipway.api.security import Editor, Reader
 from slipway.workspace.mode import WorkspaceMode
 from slipway.workspace.paths import parse_path
@@ -145,7 +147,20 @@ def move(body: MoveRequest, request: Request, principal: Editor) -> dict[str, ob
     return entry.to_json()
 
 
-@router.get("/archive", summary="The whole workspace as a zip, streamed")
+@router.get(
+    "/archive",
+    summary="The whole workspace as a zip, streamed",
+    description=(
+        "Streamed when the API is served directly. Under the Functions host, whose ASGI bridge "
+        "buffers whole responses (`X-Slipway-Streaming: buffered`), the zip is built first and "
+        "refused with 413 when it would exceed SLIPWAY_ARCHIVE_MAX_MB."
+    ),
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/zip": {}}, "description": "The zip"},
+        413: {"description": "Under the Functions host: the zip would exceed SLIPWAY_ARCHIVE_MAX_MB"},
+    },
+)
 def archive(
     request: Request,
     _: Reader,
@@ -154,8 +169,14 @@ def archive(
     ] = "none",
 ) -> StreamingResponse:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    deflate = compression == "deflate"
+    if is_buffered(request):
+        limit = request.app.state.services.settings.archive_max_bytes
+        body: Iterator[bytes] = _workspace(request).bounded_archive(deflate=deflate, max_bytes=limit)
+    else:
+        body = _workspace(request).archive(deflate=deflate)
     return StreamingResponse(
-        _workspace(request).archive(deflate=compression == "deflate"),
+        body,
         media_type="application/zip",
         headers={"Content-Disposition": f'attachment; filename="workspace-{stamp}.zip"'},
     )

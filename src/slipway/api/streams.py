@@ -17,6 +17,8 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
+from slipway.api.buffered import is_buffered
+
 # A stream ends after this long; EventSource reconnects with Last-Event-ID.
 STREAM_SECONDS = 300
 _POLL_SECONDS = 0.5
@@ -35,8 +37,9 @@ async def log_response(
     final: Container[str],
 ) -> StreamingResponse | dict[str, Any]:
     """One page of lines as JSON; with ``Accept: text/event-stream`` the live stream, from
-    ``Last-Event-ID`` when the browser reconnects."""
-    if "text/event-stream" not in request.headers.get("accept", ""):
+    ``Last-Event-ID`` when the browser reconnects, unless a buffering adapter serves the API
+    (then the page: a stream would hold a worker for ``STREAM_SECONDS`` and arrive at once)."""
+    if "text/event-stream" not in request.headers.get("accept", "") or is_buffered(request):
         return await asyncio.to_thread(read, after, limit)
     start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
     await asyncio.to_thread(read, start, 1)  # an unknown id is a 404 before the stream opens

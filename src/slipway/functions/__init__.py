@@ -13,6 +13,7 @@ from pathlib import Path
 import azure.functions as func
 
 from slipway.api.app import create_api
+from slipway.api.buffered import BufferedAdapter
 from slipway.bootstrap import build_services
 from slipway.config import load_settings
 from slipway.debugging import start_debugging
@@ -31,7 +32,10 @@ def create_function_app(env: Mapping[str, str], *, app_root: Path | None = None)
     services.workflows.seed_example()
     api = create_api(services)
     # Anonymous at the host: the API authenticates every request itself (slipway.auth).
-    app = func.AsgiFunctionApp(app=api, http_auth_level=func.AuthLevel.ANONYMOUS, function_name=ASGI_FUNCTION)
+    # BufferedAdapter: the host's ASGI bridge buffers whole responses, so the API never streams.
+    app = func.AsgiFunctionApp(
+        app=BufferedAdapter(api), http_auth_level=func.AuthLevel.ANONYMOUS, function_name=ASGI_FUNCTION
+    )
     app.register_functions(automation_blueprint(api))
     app.register_functions(gitsync_blueprint(services))
     app.register_functions(workflows_blueprint(services))

@@ -14,6 +14,7 @@ from typing import Any
 
 import azure.functions as func
 
+from slipway.api.buffered import BufferedAdapter
 from slipway.api.security import AUTOMATION_FUNCTION, KEY_VERIFIED_SCOPE
 
 ASGI_FUNCTION = "http_app_func"
@@ -41,7 +42,7 @@ class KeyVerifiedApi:
 
 def automation_blueprint(api: Any) -> func.Blueprint:
     blueprint = func.Blueprint()
-    middleware = func.AsgiMiddleware(KeyVerifiedApi(api))
+    middleware = func.AsgiMiddleware(BufferedAdapter(KeyVerifiedApi(api)))
 
     @blueprint.function_name(AUTOMATION_FUNCTION)
     @blueprint.route(

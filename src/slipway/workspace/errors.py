@@ -53,6 +53,12 @@ class FileTooLarge(WorkspaceError):
     code = "file_too_large"
 
 
+class ArchiveTooLarge(WorkspaceError):
+    """The workspace zip is over SLIPWAY_ARCHIVE_MAX_MB where it cannot be streamed."""
+
+    code = "archive_too_large"
+
+
 class WorkspaceReadOnly(WorkspaceError):
     """GitHub manages the workspace; the message names the repository and branch."""
 

@@ -7,15 +7,27 @@ GitHub mode.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import IO
 
 from slipway.workspace.archive import stream_archive
-from slipway.workspace.errors import WorkspaceReadOnly
+from slipway.workspace.errors import ArchiveTooLarge, WorkspaceReadOnly
 from slipway.workspace.journal import JournalEntry, WorkspaceJournal
 from slipway.workspace.mode import WorkspaceMode, WorkspaceModeStore
 from slipway.workspace.paths import join
 from slipway.workspace.store import Entry, FileContent, WorkspaceStore, WriteResult
+
+_MIB = 1024 * 1024
+_SPOOL_IN_MEMORY_BYTES = 8 * _MIB
+_READ_BYTES = 1024 * 1024
+
+
+def _read_and_close(spool: IO[bytes]) -> Iterator[bytes]:
+    with spool:
+        while chunk := spool.read(_READ_BYTES):
+            yield chunk
 
 
 class WorkspaceService:
@@ -47,6 +59,27 @@ class WorkspaceService:
 
     def archive(self, *, deflate: bool) -> Iterator[bytes]:
         return stream_archive(self.store, deflate=deflate)
+
+    def bounded_archive(self, *, deflate: bool, max_bytes: int) -> Iterator[bytes]:
+        """The zip built in full before the first byte is sent, for an adapter that buffers the
+        response anyway: in a spooled temporary file (memory up to 8 MB, then disk), refused with
+        ``ArchiveTooLarge`` as soon as it passes ``max_bytes``; then read back in chunks."""
+        spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY_BYTES)  # noqa: SIM115 (closed by _read_and_close)
+        try:
+            size = 0
+            for chunk in stream_archive(self.store, deflate=deflate):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ArchiveTooLarge(
+                        f"the workspace zip is over {max_bytes // _MIB} MB (SLIPWAY_ARCHIVE_MAX_MB), the most "
+                        "this host sends in one response: it holds the whole response in memory"
+                    )
+                spool.write(chunk)
+            spool.seek(0)
+        except BaseException:
+            spool.close()
+            raise
+        return _read_and_close(spool)
 
     def write_file(
         self,
