@@ -4,10 +4,10 @@ Commands Slipway runs (workflow ``shell`` steps, builds, git, the SWA CLI) start
 session, so their process group holds every descendant that did not leave it on purpose.
 
 :func:`run_command` is a build's or the SWA CLI's command: an explicit environment (never the
-worker's), output streamed line by line to a callback, the tail of the output kept for the error
-message, stopped (the whole group) on a time limit or a cancel, and no process of the group
-outliving its command (a watcher or server a script started in the background is killed when
-the command ends). :func:`slipway.sdk.shell` does the same for a workflow step, writing into the
+worker's: :mod:`slipway.childenv` builds it), output streamed line by line to a callback, the
+tail of the output kept for the error message, stopped (the whole group) on a time limit or a
+cancel, and no process of the group outliving its command (a watcher or server a script started
+in the background is killed when the command ends). :func:`slipway.sdk.shell` does the same for a workflow step, writing into the
 run's log.
 """
 

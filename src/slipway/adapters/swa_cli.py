@@ -8,17 +8,16 @@ because the CLI's default environment is ``preview``. The deployment token goes 
 ``SWA_CLI_DEPLOYMENT_TOKEN`` (the variable the CLI documents as the alternative to
 ``--deployment-token``), never in argv, where every process on the machine could read it.
 
-The CLI runs in a clean environment (``PATH``, ``HOME``, proxy settings and the token), so none of Slipway's or
-the Functions host's secrets (``AzureWebJobsStorage``, ``SLIPWAY_*``, identity endpoints) reach
-it or the ``StaticSitesClient`` uploader it starts; it finds that uploader under
-``$HOME/.swa/deploy``, where the image build puts it. It runs in its own process group, which is
-killed as a whole at the timeout. CLI versions before 2.0.9 exit 0 when the upload fails; pin a
+The CLI runs in a clean environment (through :mod:`slipway.childenv`: ``PATH``, ``HOME``, proxy
+settings and the token), so none of Slipway's or the Functions host's secrets
+(``AzureWebJobsStorage``, ``SLIPWAY_*``, identity endpoints) reach it or the ``StaticSitesClient``
+uploader it starts; it finds that uploader under ``$HOME/.swa/deploy``, where the image build
+puts it. It runs in its own process group, which is killed as a whole at the timeout. CLI versions before 2.0.9 exit 0 when the upload fails; pin a
 newer one.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Callable
@@ -32,14 +31,15 @@ from slipway.adapters.staticwebapps import (
     Sku,
     StaticWebAppsManager,
 )
+from slipway.childenv import PROXIES, child_environment
 from slipway.processes import run_command
 
 TOKEN_VARIABLE = "SWA_CLI_DEPLOYMENT_TOKEN"  # noqa: S105 (the name of the variable, not a token)
 ENVIRONMENT = "production"
 _MASK = "***"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-_DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
-_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy")
+# What the CLI inherits from the worker: the search path and the proxy settings.
+_INHERITED = ("PATH", *PROXIES)
 
 
 def deploy_command(swa_executable: str, folder: Path) -> list[str]:
@@ -52,14 +52,8 @@ def deploy_environment(token: str) -> dict[str, str]:
     """The whole environment of the CLI: a search path, a home for its uploader, the proxy
     settings an outbound proxy needs, and the token. The update notifier is off: it would start a
     detached ``node`` in its own session that outlives the CLI's process group."""
-    proxies = {name: os.environ[name] for name in _PROXY_VARIABLES if os.environ.get(name)}
-    return {
-        **proxies,
-        "PATH": os.environ.get("PATH") or _DEFAULT_PATH,
-        "HOME": os.environ.get("HOME") or str(Path.home()),
-        "NO_UPDATE_NOTIFIER": "1",
-        TOKEN_VARIABLE: token,
-    }
+    own = {"HOME": str(Path.home()), "NO_UPDATE_NOTIFIER": "1", TOKEN_VARIABLE: token}
+    return child_environment(own, inherit=_INHERITED)
 
 
 class SwaCliPublisher:
