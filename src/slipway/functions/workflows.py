@@ -24,6 +24,7 @@ from slipway.bootstrap import Services
 from slipway.engine.progress import PlanWalk
 from slipway.engine.service import CANCEL, parse_message
 from slipway.functions import custom_status
+from slipway.functions.offload import run_long
 from slipway.names import RUNS_QUEUE, poison_queue
 
 log = logging.getLogger("slipway.functions.workflows")
@@ -148,8 +149,16 @@ def workflows_blueprint(services: Services) -> df.Blueprint:
         return engine.plan(runid)
 
     @blueprint.activity_trigger(input_name="request")
-    def workflow_step(request: dict) -> dict[str, Any]:
-        return services.step_executor.run_attempt(request)
+    async def workflow_step(request: dict) -> dict[str, Any]:
+        # Async, its work on a pool of its own: a long step must not hold a worker thread.
+        timeout = request.get("timeout")
+        return await run_long(
+            "steps",
+            services.step_executor.run_attempt,
+            request,
+            deadline_seconds=float(timeout) if timeout else None,
+            on_deadline=lambda: {"ok": False, "error": f"timed out after {float(timeout):g} s"},
+        )
 
     @blueprint.activity_trigger(input_name="request")
     def workflow_record(request: dict) -> None:

@@ -312,8 +312,10 @@ def _settle(answer: asyncio.Future[Any], done: asyncio.Task[Any]) -> None:
 
 
 def _timeout_message(name: str, invocation_id: str, timeout: timedelta | None) -> str:
-    # The host's wording (FunctionInvocationDispatcher / FunctionTimeoutException).
-    return f"Timeout value of {timeout} exceeded by function 'Functions.{name}' (Id: '{invocation_id}')"
+    # The host's wording (FunctionTimeoutException), its TimeSpan as hh:mm:ss.
+    seconds = int(timeout.total_seconds()) if timeout is not None else 0
+    span = f"{seconds // 3600:02}:{seconds // 60 % 60:02}:{seconds % 60:02}"
+    return f"Timeout value of {span} exceeded by function 'Functions.{name}' (Id: '{invocation_id}')"
 
 
 def fetch_library(dest: Path) -> Path:
