@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -445,3 +446,77 @@ def test_errors_name_paths_in_the_project_never_the_workers_build_folder(deploye
     nothing = deployer.deploy(site, source="workspace", folder=empty, output_dir="public")
     assert (nothing.status, nothing.step) == ("failed", "package")
     assert nothing.error == "the output folder public holds no files"
+
+
+def _wait_for_turn_behind_a_building_deployment(
+    deployer: Deployer,
+) -> tuple[DeploymentRecord, DeploymentRecord]:
+    site = _site()
+    store = deployer.store
+    running = store.create(DeploymentRequest(site=site, requested_by="t", source="workspace", folder="x"))
+    store.transition(running.id, "building")
+    waiting = store.create(
+        DeploymentRequest(
+            site=site, requested_by="t", source="workspace", folder=deployer.workspace_site("static")
+        )
+    )
+    return running, waiting
+
+
+def test_a_deployment_waiting_two_hours_for_its_turn_keeps_a_bounded_history_and_gives_up(
+    deployer: Deployer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running, waiting = _wait_for_turn_behind_a_building_deployment(deployer)
+    harness, clock = deployer.harness, deployer.harness.clock
+    lengths: list[int] = []
+    start = deployer.pipeline.start
+
+    def start_and_measure(deployment_id: str) -> dict[str, Any]:
+        lengths.append(len(harness.history(deployment_id)))
+        return start(deployment_id)
+
+    monkeypatch.setattr(deployer.pipeline, "start", start_and_measure)
+    began = clock.now()
+    harness.start_new(ORCHESTRATOR, waiting.id, {"deployment_id": waiting.id})
+    asyncio.run(harness.run_until_idle())
+
+    done = deployer.store.get(waiting.id)
+    assert done.status == "failed"
+    assert done.error == (
+        f"the deployment gave up waiting for its turn: deployment {running.id} of {running.site} is building"
+    )
+    # Every try was made (1, 2, 4, 8 s, then 10 s apart: about two hours of virtual time) ...
+    assert len(lengths) == deployments.TURN_WAITS
+    waited = clock.now() - began
+    assert timedelta(hours=1, minutes=59) < waited < timedelta(hours=2, minutes=1)
+    # ... across generations whose histories stay small (one generation would reach ~7,900 events).
+    assert max(lengths) <= 8 * deployments.WAITS_PER_GENERATION, max(lengths)
+    # Each generation's first try sees a fresh history (its start, the scheduled try).
+    fresh = min(lengths)
+    assert lengths.count(fresh) == -(-deployments.TURN_WAITS // deployments.WAITS_PER_GENERATION)
+
+
+def test_a_cancel_raised_while_the_waiting_deployment_continues_as_new_cancels_it(
+    deployer: Deployer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, waiting = _wait_for_turn_behind_a_building_deployment(deployer)
+    harness = deployer.harness
+    continue_as_new = harness._continue_as_new
+    generations = []
+
+    def continue_then_cancel(instance: Any, now: datetime, input_text: str | None) -> None:
+        continue_as_new(instance, now, input_text)
+        generations.append(input_text)
+        if len(generations) == 2:  # between two generations: the status says ContinuedAsNew
+            assert harness.get_status(waiting.id)["runtimeStatus"] == "ContinuedAsNew"  # type: ignore[index]
+            harness.raise_event(waiting.id, "cancel", None)
+
+    monkeypatch.setattr(harness, "_continue_as_new", continue_then_cancel)
+    harness.start_new(ORCHESTRATOR, waiting.id, {"deployment_id": waiting.id})
+    asyncio.run(harness.run_until_idle())
+
+    done = deployer.store.get(waiting.id)
+    assert (done.status, done.error) == ("canceled", "canceled while running")
+    assert len(generations) == 2
+    resume = json.loads(generations[-1])["resume"]  # where the canceled generation began
+    assert (resume["phase"], resume["attempt"]) == ("turn", 2 * deployments.WAITS_PER_GENERATION)

@@ -64,6 +64,7 @@ def test_function_app_indexes_every_function_with_the_bindings_the_host_expects(
         "deployment_verify",
         "deployment_rollback",
         "deployment_finish",
+        "durable_purge",
     }
 
     catch_all = _bindings(functions["http_app_func"])
@@ -151,6 +152,11 @@ def test_function_app_indexes_every_function_with_the_bindings_the_host_expects(
     reaper = _bindings(functions["deployment_reaper"])
     assert {"direction": "IN", "type": "durableClient", "name": "client"} in reaper
     assert next(b for b in reaper if b["type"] == "timerTrigger")["schedule"] == "45 * * * * *"
+
+    # Finished orchestrations past SLIPWAY_DURABLE_RETENTION_DAYS are purged every hour.
+    purge = _bindings(functions["durable_purge"])
+    assert {"direction": "IN", "type": "durableClient", "name": "client"} in purge
+    assert next(b for b in purge if b["type"] == "timerTrigger")["schedule"] == "0 20 * * * *"
     assert _bindings(functions["deployment_run"]) == [
         {"direction": "IN", "type": "orchestrationTrigger", "name": "context"}
     ]

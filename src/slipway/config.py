@@ -254,6 +254,14 @@ SETTINGS: tuple[Setting, ...] = (
         default="100",
     ),
     Setting(
+        "SLIPWAY_DURABLE_RETENTION_DAYS",
+        "Days the Durable task hub keeps finished orchestrations (completed, failed, terminated); "
+        "an hourly timer purges older ones. Run and deployment pages read Slipway's own tables, "
+        "not this history.",
+        "30",
+        default="30",
+    ),
+    Setting(
         "SLIPWAY_LOCAL_SITES_URL",
         "Base URL at which this process serves the local static host, used to verify a "
         "deployment over HTTP; empty means `http://127.0.0.1:7071`. Only with "
@@ -478,6 +486,7 @@ class Settings:
     log_level: str
     role_assignments: RoleAssignments = field(default_factory=RoleAssignments)
     run_log_limit_bytes: int = 20 * 1024 * 1024
+    durable_retention_days: int = 30
     archive_max_bytes: int = 100 * 1024 * 1024
     debugging: DebugSettings | None = None
     host_limits: HostLimits = field(default_factory=HostLimits)
@@ -639,6 +648,9 @@ def load_settings(env: Mapping[str, str], *, app_root: Path | None = None) -> Se
         readers=parsed("SLIPWAY_READERS", RoleAssignments.parse, ()),
     )
     run_log_limit_mb = parsed("SLIPWAY_RUN_LOG_LIMIT_MB", _parse_positive_int, 20)
+    durable_retention_days = parsed("SLIPWAY_DURABLE_RETENTION_DAYS", _parse_positive_int, 30)
+    if durable_retention_days < 1:
+        problems.append("SLIPWAY_DURABLE_RETENTION_DAYS=0 is malformed: expected at least 1")
     if run_log_limit_mb < 1:
         problems.append("SLIPWAY_RUN_LOG_LIMIT_MB=0 is malformed: expected at least 1")
     debugging: DebugSettings | None = None
@@ -679,6 +691,7 @@ def load_settings(env: Mapping[str, str], *, app_root: Path | None = None) -> Se
         log_level=log_level,
         role_assignments=role_assignments,
         run_log_limit_bytes=run_log_limit_mb * 1024 * 1024,
+        durable_retention_days=durable_retention_days,
         archive_max_bytes=parsed("SLIPWAY_ARCHIVE_MAX_MB", _parse_positive_int, 100) * 1024 * 1024,
         debugging=debugging,
         host_limits=host_limits,

@@ -2,7 +2,7 @@
 
 ``create_function_app`` is all ``function_app.py`` calls. It returns an ``AsgiFunctionApp``
 whose catch-all HTTP function serves the FastAPI app, plus native functions registered from
-blueprints (the function-key automation entry, GitHub sync, workflow runs, deployments).
+blueprints (the function-key automation entry, GitHub sync, workflow runs, deployments, the task hub's retention).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from slipway.debugging import start_debugging
 from slipway.functions.deployments import deployments_blueprint
 from slipway.functions.gitsync import gitsync_blueprint
 from slipway.functions.http import ASGI_FUNCTION, automation_blueprint
+from slipway.functions.retention import retention_blueprint
 from slipway.functions.workflows import workflows_blueprint
 
 
@@ -40,4 +41,5 @@ def create_function_app(env: Mapping[str, str], *, app_root: Path | None = None)
     app.register_functions(gitsync_blueprint(services))
     app.register_functions(workflows_blueprint(services))
     app.register_functions(deployments_blueprint(services.deploy_pipeline))
+    app.register_functions(retention_blueprint(settings.durable_retention_days))
     return app

@@ -6,7 +6,11 @@ redelivered message finds the instance and starts nothing. The orchestrator is t
 order: wait for its turn (its site's older deployment, a free build slot), build (checkout to
 package), publish (waiting while another deployment holds the site's publish lease), verify,
 and on a failed verify a rollback to the last good artifact; every path ends in ``finish``.
-The ``cancel`` event is raced against each step. A start message that keeps failing ends in
+The ``cancel`` event is raced against each step. Waiting (for its turn, a build slot or the
+site's lease) can take hundreds of timers, and every episode replays the whole history, so after
+:data:`WAITS_PER_GENERATION` waits the orchestration continues as new, carrying where it was
+(the phase, the try it is at): its history stays bounded and the give-up after about two hours
+still counts every try. A start message that keeps failing ends in
 the poison queue, whose trigger fails the deployment with the reason; a timer settles
 deployments whose orchestration is gone.
 """
@@ -26,6 +30,7 @@ from slipway.deploy.errors import DeployError
 from slipway.deploy.pipeline import DeployPipeline
 from slipway.deploy.records import QUEUED
 from slipway.deploy.service import CANCEL, parse_message
+from slipway.functions.offload import run_long
 from slipway.names import DEPLOYS_QUEUE, poison_queue
 
 log = logging.getLogger("slipway.functions.deployments")
@@ -45,6 +50,9 @@ LEASE_WAITS = 60
 # at most this many tries (about two hours) before the deployment fails.
 TURN_WAIT_MAX_SECONDS = 10
 TURN_WAITS = 720
+# A generation of ``deployment_run`` waits at most this many times, then continues as new where
+# it stopped (each wait adds about ten history events, replayed by every later episode).
+WAITS_PER_GENERATION = 20
 # Every minute: deployments whose orchestration is gone (a runner restarted, a host recycled).
 REAPER_SCHEDULE = "45 * * * * *"
 # Network-ish steps (git, the publisher, the site over HTTP) and bookkeeping are retried on an
@@ -54,6 +62,14 @@ _RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5000, max_number_o
 
 class _Canceled(Exception):
     pass
+
+
+class _ContinueAsNew(Exception):
+    """A generation has waited enough: go on in a fresh one from ``resume``."""
+
+    def __init__(self, resume: dict[str, Any]) -> None:
+        super().__init__(resume["phase"])
+        self.resume = resume
 
 
 def deployments_blueprint(pipeline: DeployPipeline) -> df.Blueprint:
@@ -71,7 +87,12 @@ def deployments_blueprint(pipeline: DeployPipeline) -> df.Blueprint:
         status = await client.get_status(deployment_id)
         runtime = getattr(status, "runtime_status", None)
         if message["action"] == CANCEL:
-            if runtime in (df.OrchestrationRuntimeStatus.Running, df.OrchestrationRuntimeStatus.Pending):
+            # ContinuedAsNew: between two generations; the event reaches the next one.
+            if runtime in (
+                df.OrchestrationRuntimeStatus.Running,
+                df.OrchestrationRuntimeStatus.Pending,
+                df.OrchestrationRuntimeStatus.ContinuedAsNew,
+            ):
                 await client.raise_event(deployment_id, CANCEL_EVENT, None)
             return
         if runtime is not None:
@@ -130,8 +151,14 @@ def deployments_blueprint(pipeline: DeployPipeline) -> df.Blueprint:
 
     @blueprint.orchestration_trigger(context_name="context")
     def deployment_run(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
-        deployment_id: str = context.get_input()["deployment_id"]
+        request: dict[str, Any] = context.get_input()
+        deployment_id: str = request["deployment_id"]
+        # Where an earlier generation stopped waiting: {"phase", "attempt", "data", "status"}.
+        resume: dict[str, Any] | None = request.get("resume")
+        # A cancel raised while the orchestration continues as new is not lost: the extension
+        # hands events that arrive after continue-as-new to the next generation.
         cancel = context.wait_for_external_event(CANCEL_EVENT)
+        waits = 0
 
         def step(name: str, data: Any) -> Generator[Any, Any, dict[str, Any]]:
             """One activity (retried on an exception) raced against the cancel event; an
@@ -144,47 +171,50 @@ def deployments_blueprint(pipeline: DeployPipeline) -> df.Blueprint:
                 return {"ok": False, "error": f"{name} failed: {_reason(task.result)}"}
             return task.result
 
-        def wait(seconds: int) -> Generator[Any, Any, None]:
+        def wait(seconds: int, where: dict[str, Any] | None) -> Generator[Any, Any, None]:
+            """A timer raced against the cancel event; after it, a generation that has waited
+            :data:`WAITS_PER_GENERATION` times continues as new from ``where`` (None: the
+            last wait of its loop, after which nothing is left to resume)."""
+            nonlocal waits
             timer = context.create_timer(context.current_utc_datetime + timedelta(seconds=seconds))
             if (yield context.task_any([cancel, timer])) is cancel:
                 timer.cancel()
                 raise _Canceled
+            waits += 1
+            if where is not None and waits >= WAITS_PER_GENERATION:
+                raise _ContinueAsNew(where)
 
-        def leased(name: str, data: Any) -> Generator[Any, Any, dict[str, Any]]:
+        def leased(phase: str, name: str, data: Any, first: int = 0) -> Generator[Any, Any, dict[str, Any]]:
             """``step``, tried again after a wait while the site's publish lease is taken."""
-            for _ in range(LEASE_WAITS):
+            for attempt in range(first, LEASE_WAITS):
                 result = yield from step(name, data)
                 if not result.get("retry"):
                     return result
-                context.set_custom_status({"status": "waiting", "for": "the site's publish lease"})
-                yield from wait(LEASE_WAIT_SECONDS)
+                status = {"status": "waiting", "for": "the site's publish lease"}
+                context.set_custom_status(status)
+                more = attempt + 1 < LEASE_WAITS
+                where = {"phase": phase, "attempt": attempt + 1, "data": data, "status": status}
+                yield from wait(LEASE_WAIT_SECONDS, where if more else None)
             return {"ok": False, "error": f"the site stayed locked by another deployment for {name}"}
 
-        def turn() -> Generator[Any, Any, dict[str, Any]]:
-            for attempt in range(TURN_WAITS):
+        def turn(first: int = 0) -> Generator[Any, Any, dict[str, Any]]:
+            for attempt in range(first, TURN_WAITS):
                 started = yield from step(START_ACTIVITY, deployment_id)
                 if "wait" not in started:
                     return started
-                context.set_custom_status({"status": "queued", "waiting": started["wait"]})
-                yield from wait(min(2**attempt, TURN_WAIT_MAX_SECONDS))
+                status = {"status": "queued", "waiting": started["wait"]}
+                context.set_custom_status(status)
+                more = attempt + 1 < TURN_WAITS
+                where = {"phase": "turn", "attempt": attempt + 1, "status": status}
+                yield from wait(min(2**attempt, TURN_WAIT_MAX_SECONDS), where if more else None)
             return {
                 "ok": False,
                 "error": f"the deployment gave up waiting for its turn: {started['wait']}",
             }
 
-        def run() -> Generator[Any, Any, tuple[str, str | None]]:
-            started = yield from turn()
-            if "finished" in started:
-                return started["finished"], None
-            if not started.get("ok"):
-                return "failed", started.get("error")
-            if started.get("build"):
-                context.set_custom_status({"status": "running", "step": BUILD_ACTIVITY})
-                built = yield from step(BUILD_ACTIVITY, deployment_id)
-                if not built.get("ok"):
-                    return "failed", built.get("error")
+        def publish_and_verify(first: int = 0) -> Generator[Any, Any, tuple[str, str | None]]:
             context.set_custom_status({"status": "running", "step": PUBLISH_ACTIVITY})
-            published = yield from leased(PUBLISH_ACTIVITY, deployment_id)
+            published = yield from leased("publish", PUBLISH_ACTIVITY, deployment_id, first)
             if not published.get("ok"):
                 return "failed", published.get("error")
             context.set_custom_status({"status": "running", "step": VERIFY_ACTIVITY})
@@ -194,13 +224,37 @@ def deployments_blueprint(pipeline: DeployPipeline) -> df.Blueprint:
             if verified.get("ok"):
                 return "succeeded", None
             context.set_custom_status({"status": "running", "step": ROLLBACK_ACTIVITY})
-            rolled = yield from leased(
-                ROLLBACK_ACTIVITY, {"deployment_id": deployment_id, "reason": verified.get("error")}
-            )
-            return ("rolled_back" if rolled.get("ok") else "failed"), verified.get("error")
+            request = {"deployment_id": deployment_id, "reason": verified.get("error")}
+            return (yield from roll_back(request))
+
+        def roll_back(request: dict[str, Any], first: int = 0) -> Generator[Any, Any, tuple[str, str | None]]:
+            rolled = yield from leased("rollback", ROLLBACK_ACTIVITY, request, first)
+            return ("rolled_back" if rolled.get("ok") else "failed"), request["reason"]
+
+        def run() -> Generator[Any, Any, tuple[str, str | None]]:
+            if resume is not None:
+                context.set_custom_status(resume["status"])
+                if resume["phase"] == "publish":
+                    return (yield from publish_and_verify(resume["attempt"]))
+                if resume["phase"] == "rollback":
+                    return (yield from roll_back(resume["data"], resume["attempt"]))
+            started = yield from turn(resume["attempt"] if resume is not None else 0)
+            if "finished" in started:
+                return started["finished"], None
+            if not started.get("ok"):
+                return "failed", started.get("error")
+            if started.get("build"):
+                context.set_custom_status({"status": "running", "step": BUILD_ACTIVITY})
+                built = yield from step(BUILD_ACTIVITY, deployment_id)
+                if not built.get("ok"):
+                    return "failed", built.get("error")
+            return (yield from publish_and_verify())
 
         try:
             status, error = yield from run()
+        except _ContinueAsNew as more:
+            context.continue_as_new({"deployment_id": deployment_id, "resume": more.resume})
+            return None
         except _Canceled:
             status, error = "canceled", "canceled while running"
         context.set_custom_status({"status": status})
@@ -214,21 +268,35 @@ def deployments_blueprint(pipeline: DeployPipeline) -> df.Blueprint:
     def deployment_start(deploymentid: str) -> dict[str, Any]:
         return pipeline.start(deploymentid)
 
-    @blueprint.activity_trigger(input_name="deploymentid")
-    def deployment_build(deploymentid: str) -> dict[str, Any]:
-        return pipeline.build(deploymentid)
+    # Builds, uploads and verification take minutes: async, their work on Slipway's deploy
+    # pool, so they never hold a thread of the worker's one pool (slipway.functions.offload).
+    def long_work(what: str, work: Any, *args: Any) -> Any:
+        limit = pipeline.host_limits.step_seconds
+
+        def too_long() -> dict[str, Any]:
+            return {
+                "ok": False,
+                "error": f"{what} did not finish within {limit:g} s ({pipeline.host_limits.explain()})",
+            }
+
+        return run_long("deploy", work, *args, deadline_seconds=limit, on_deadline=too_long)
 
     @blueprint.activity_trigger(input_name="deploymentid")
-    def deployment_publish(deploymentid: str) -> dict[str, Any]:
-        return pipeline.publish(deploymentid)
+    async def deployment_build(deploymentid: str) -> dict[str, Any]:
+        return await long_work("the build", pipeline.build, deploymentid)
+
+    @blueprint.activity_trigger(input_name="deploymentid")
+    async def deployment_publish(deploymentid: str) -> dict[str, Any]:
+        return await long_work("publishing", pipeline.publish, deploymentid)
 
     @blueprint.activity_trigger(input_name="request")
-    def deployment_verify(request: dict) -> dict[str, Any]:
-        return pipeline.verify(request["deployment_id"], request["url"])
+    async def deployment_verify(request: dict) -> dict[str, Any]:
+        return await long_work("verification", pipeline.verify, request["deployment_id"], request["url"])
 
     @blueprint.activity_trigger(input_name="request")
-    def deployment_rollback(request: dict) -> dict[str, Any]:
-        return pipeline.rollback(request["deployment_id"], request["reason"] or "verification failed")
+    async def deployment_rollback(request: dict) -> dict[str, Any]:
+        reason = request["reason"] or "verification failed"
+        return await long_work("the rollback", pipeline.rollback, request["deployment_id"], reason)
 
     @blueprint.activity_trigger(input_name="request")
     def deployment_finish(request: dict) -> dict[str, Any]:

@@ -2,7 +2,11 @@
 
 The webhook only verifies and enqueues. The queue trigger records the request and starts the
 singleton orchestration ``workspace-sync`` or, when it runs already, wakes it: one sync at a
-time, and pushes arriving during a sync collapse into one more pass to the newest head.
+time, and pushes arriving during a sync collapse into one more pass to the newest head. Each
+generation of the orchestration runs one pass (with its fetch retries) and continues as new for
+the next, so its history stays bounded however long pushes keep arriving, and each generation
+waits for the wake-up event at most once (the SDK hands a buffered event to every later wait
+for its name within one generation).
 """
 
 from __future__ import annotations
@@ -74,7 +78,7 @@ def gitsync_blueprint(services: Services) -> df.Blueprint:
     @blueprint.orchestration_trigger(context_name="context")
     def workspace_sync(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
         failures = 0
-        while True:
+        while True:  # one pass, tried again after a failed fetch
             try:
                 outcome: dict[str, Any] = yield context.call_activity("gitsync_pass", None)
             except Exception as exc:
@@ -89,16 +93,18 @@ def gitsync_blueprint(services: Services) -> df.Blueprint:
                 )
                 yield context.create_timer(context.current_utc_datetime + timedelta(seconds=delay))
                 continue
-            failures = 0
-            context.set_custom_status({"state": "idle", "last": outcome})
-            if outcome["more"]:
-                continue
+            break
+        context.set_custom_status({"state": "idle", "last": outcome})
+        if not outcome["more"]:
             wake = context.wait_for_external_event(WAKE_EVENT)
             timer = context.create_timer(context.current_utc_datetime + timedelta(seconds=LINGER_SECONDS))
             winner = yield context.task_any([wake, timer])
             if winner is timer:
                 return outcome
             timer.cancel()
+        # The next pass in a fresh generation; a wake-up raised meanwhile reaches it.
+        context.continue_as_new(None)
+        return None
 
     @blueprint.timer_trigger(schedule=RECONCILE_SCHEDULE, arg_name="timer", run_on_startup=False)
     def gitsync_reconcile(timer: func.TimerRequest) -> None:
@@ -117,6 +123,7 @@ async def _wake(client: df.DurableOrchestrationClient) -> bool:
     running = getattr(status, "runtime_status", None) in (
         df.OrchestrationRuntimeStatus.Running,
         df.OrchestrationRuntimeStatus.Pending,
+        df.OrchestrationRuntimeStatus.ContinuedAsNew,  # between two passes
     )
     if running:
         await client.raise_event(SYNC_INSTANCE, WAKE_EVENT, None)

@@ -3,7 +3,7 @@
 Queue-triggered functions get a ``durableClient`` binding: a JSON document with the
 extension's URLs, from which the SDK's ``DurableOrchestrationClient`` makes plain HTTP calls
 (``POST orchestrators/{name}``, ``GET instances/{id}``, ``POST .../raiseEvent/{event}``,
-``POST .../terminate``). Serving those endpoints over a :class:`DurableHarness` lets the
+``POST .../terminate``, ``DELETE instances?createdTimeFrom=...`` to purge). Serving those endpoints over a :class:`DurableHarness` lets the
 local runner hand the app's own queue-trigger code the real client, unchanged. Status codes
 and bodies follow the extension's ``HttpApiHandler`` because the client decides what to raise
 from them (see each handler).
@@ -109,6 +109,8 @@ def create_rpc_app(harness: DurableHarness, *, prefixes: Sequence[str] = DEFAULT
             Route(f"{p}/orchestrators/{{functionName}}/{{instanceId}}", api.start, methods=["POST"]),
             Route(f"{p}/instances", api.list_instances, methods=["GET"]),
             Route(f"{p}/instances/", api.list_instances, methods=["GET"]),
+            Route(f"{p}/instances", api.purge_instances, methods=["DELETE"]),
+            Route(f"{p}/instances/", api.purge_instances, methods=["DELETE"]),
             Route(f"{p}/instances/{{instanceId}}", api.status, methods=["GET"]),
             Route(f"{p}/instances/{{instanceId}}", api.unsupported, methods=["DELETE"]),
             Route(
@@ -213,6 +215,27 @@ class _Api:
         headers = {"x-ms-continuation-token": str(end) if end < len(statuses) else "null"}
         return JSONResponse(statuses[start:end], status_code=200, headers=headers)
 
+    async def purge_instances(self, request: Request) -> Response:
+        """``purge_instance_history_by``: 200 ``{"instancesDeleted": n}``, 404 when none was, 400
+        without ``createdTimeFrom`` (the extension's HandleDeleteHistoryWithFiltersRequestAsync)."""
+        query = request.query_params
+        try:
+            created_from = _time(query.get("createdTimeFrom"))
+            created_to = _time(query.get("createdTimeTo"))
+        except ValueError as exc:
+            return _error(
+                400, "One or more of the arguments submitted is incorrect", exc, "System.ArgumentException"
+            )
+        if created_from is None:
+            return JSONResponse("Please provide value for 'createdTimeFrom' parameter.", status_code=400)
+        wanted = [part for value in query.getlist("runtimeStatus") for part in value.split(",") if part]
+        deleted = self.harness.purge_instances(
+            created_from=created_from, created_to=created_to, runtime_statuses=wanted or None
+        )
+        if deleted == 0:
+            return Response(status_code=404)
+        return JSONResponse({"instancesDeleted": deleted}, status_code=200)
+
     async def raise_event(self, request: Request) -> Response:
         """202 once queued; 404 unknown; 410 finished; 400 unless the body is JSON."""
         instance_id = request.path_params["instanceId"]
@@ -250,7 +273,8 @@ class _Api:
         return Response(status_code=202)
 
     async def unsupported(self, request: Request) -> Response:
-        """Rewind, restart, suspend, resume, purge and entities: a clear 501 instead of a silent 404."""
+        """Rewind, restart, suspend, resume, purging one instance and entities: a clear 501
+        instead of a silent 404."""
         return _error(
             501, f"The local durable harness does not implement {request.method} {request.url.path}."
         )
