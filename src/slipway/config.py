@@ -56,8 +56,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "PYTHON_THREADPOOL_THREAD_COUNT",
-        "Threads the Python worker runs synchronous functions on. At least host.json's "
-        "`maxConcurrentActivityFunctions` (16), so parallel workflow steps each get a thread.",
+        "Threads of the Python worker's one pool for every synchronous function: orchestrator "
+        "episodes, the webhook, queue and timer functions, short activities. Steps and builds "
+        "run on Slipway's own pools (16 and 8 threads), never on these.",
         "16",
         host_only=True,
     ),
@@ -486,8 +487,8 @@ class Settings:
     log_level: str
     role_assignments: RoleAssignments = field(default_factory=RoleAssignments)
     run_log_limit_bytes: int = 20 * 1024 * 1024
-    durable_retention_days: int = 30
     archive_max_bytes: int = 100 * 1024 * 1024
+    durable_retention_days: int = 30
     debugging: DebugSettings | None = None
     host_limits: HostLimits = field(default_factory=HostLimits)
     deploy: DeploySettings = field(
@@ -691,8 +692,8 @@ def load_settings(env: Mapping[str, str], *, app_root: Path | None = None) -> Se
         log_level=log_level,
         role_assignments=role_assignments,
         run_log_limit_bytes=run_log_limit_mb * 1024 * 1024,
-        durable_retention_days=durable_retention_days,
         archive_max_bytes=parsed("SLIPWAY_ARCHIVE_MAX_MB", _parse_positive_int, 100) * 1024 * 1024,
+        durable_retention_days=durable_retention_days,
         debugging=debugging,
         host_limits=host_limits,
         deploy=deploy,
