@@ -21,11 +21,17 @@ workspace and measures, through the API as a user drives it:
    the runner's CPU goes while it works through N more runs, sampled with `py-spy record --gil`,
    summarised by kind (storage SDK calls, orchestrator replay, HTTP serving, ...) and by
    Slipway function; `--profile-output FILE` keeps the raw samples for a flame graph.
+
+Every figure is measured twice in one run, first on a reference checkout (``--against REV``, by
+default the last commit whose runner called functions directly instead of through the Python
+worker's dispatch; a git worktree beside this one), then on this checkout, both with the image's
+``PYTHON_THREADPOOL_THREAD_COUNT`` of 16, and a comparison closes the output.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import shutil
 import signal
@@ -35,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -43,11 +50,15 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from runner_process import REPO_ROOT as REPO
 from runner_process import Runner, start_runner
 
 from slipway.engine.loader import source_version
 
 TERMINAL = ("succeeded", "failed", "canceled")
+# The last commit whose runner called functions directly (asyncio.to_thread, episodes on the
+# loop, the API straight over uvicorn) rather than through the Python worker's dispatch.
+REFERENCE = "ff127fe"
 CLIENTS = 8
 
 ONE_STEP = """\
@@ -229,6 +240,7 @@ def throughput(runner: Runner, client: httpx.Client, runs: int) -> None:
     names = {runner.process.pid: "runner (python)"} | {pid: "azurite (node)" for pid in azurite}
     used = {pid: cpu_after[pid] - cpu_before[pid] for pid in cpu_before}
     cpu_text = ", ".join(f"{names[pid]} {seconds:.1f} s" for pid, seconds in used.items())
+    _figures["runs/hour"] = per_hour
     print(f"   CPU          {cpu_text} over {span:.1f} s of wall time "
           f"({sum(used.values()) / span * 100:.0f}% of one core; the machine has 2), "
           f"runner CPU per run {ms(used[runner.process.pid] / runs).strip()}")  # fmt: skip
@@ -311,6 +323,8 @@ def per_step(runner: Runner, client: httpx.Client, steps: int, rounds: int = 5) 
     print(f"   {steps} steps     created -> finished p50 {ms(many)}   started -> finished p50 {ms(many_in)}")
     print(f"   overhead     ({steps} steps - 1 step) / {steps} = {ms((many - one) / steps)} per step from created"
           f" (includes the queue poll's jitter), {ms((many_in - one_in) / steps).strip()} from started")  # fmt: skip
+    _figures["per-step overhead ms"] = (many - one) / steps * 1000
+    _figures["per-step overhead from started ms"] = (many_in - one_in) / steps * 1000
     print(f"   of which     step started -> finished (row + log writes) mean {ms(statistics.mean(bodies))}, "
           f"previous step finished -> next started (orchestrator + dispatch) mean {ms(statistics.mean(gaps))}")  # fmt: skip
 
@@ -396,17 +410,38 @@ def summarize_profile(raw: Path) -> None:
         print(f"     {count / total * 100:5.1f}%  {frame[:140]}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=200, help="runs for the throughput figure")
-    parser.add_argument("--steps", type=int, default=20, help="steps of the sequential workflow")
-    parser.add_argument("--profile", action="store_true", help="sample the runner with py-spy as well")
-    parser.add_argument("--profile-output", type=Path, help="keep py-spy's raw samples in this file")
-    args = parser.parse_args()
+# The figures of the checkout being measured, for the comparison at the end.
+_figures: dict[str, float] = {}
+# The image's thread count, so the worker's pool is the one Azure runs with.
+RUNNER_ENV = {"PYTHON_THREADPOOL_THREAD_COUNT": "16"}
+
+
+@contextlib.contextmanager
+def checkout_of(revision: str) -> Iterator[Path]:
+    """A worktree of ``revision`` beside this checkout, with its node_modules and built UI."""
+    with tempfile.TemporaryDirectory(prefix="slipway-bench-ref-") as scratch:
+        tree = Path(scratch) / "tree"
+        subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(tree), revision], check=True
+        )
+        try:
+            (tree / "node_modules").symlink_to(REPO / "node_modules")
+            if (REPO / "web" / "dist").exists() and not (tree / "web" / "dist").exists():
+                (tree / "web" / "dist").symlink_to(REPO / "web" / "dist")
+            yield tree
+        finally:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False)
+
+
+def measure(args: argparse.Namespace, app_root: Path, label: str) -> dict[str, float]:
+    print(f"\n=== {label}")
+    _figures.clear()
+    # A reference checkout's own slipway package comes first on the path of its runner.
+    env = {**RUNNER_ENV, **({"PYTHONPATH": str(app_root / "src")} if app_root != REPO else {})}
     with tempfile.TemporaryDirectory(prefix="slipway-bench-") as scratch:
         folder = Path(scratch)
         (folder / "workspace").mkdir()
-        runner = start_runner(folder)
+        runner = start_runner(folder, app_root=app_root, extra_env=env)
         try:
             with httpx.Client(base_url=runner.url, timeout=120) as client:
                 write_workflow(runner, "bench_one", ONE_STEP)
@@ -419,6 +454,36 @@ def main() -> None:
                     profile(runner, client, args.runs, folder, args.profile_output)
         finally:
             runner.stop()
+    return dict(_figures)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=200, help="runs for the throughput figure")
+    parser.add_argument("--steps", type=int, default=20, help="steps of the sequential workflow")
+    parser.add_argument("--profile", action="store_true", help="sample the runner with py-spy as well")
+    parser.add_argument("--profile-output", type=Path, help="keep py-spy's raw samples in this file")
+    parser.add_argument(
+        "--against",
+        default=REFERENCE,
+        help=f"git revision measured the same way first, as the reference (default {REFERENCE}, the "
+        "last one whose runner called functions directly instead of through the worker's dispatch); "
+        "'none' to skip it",
+    )
+    args = parser.parse_args()
+    results: list[tuple[str, dict[str, float]]] = []
+    if args.against != "none":
+        with checkout_of(args.against) as tree:
+            results.append((f"reference {args.against}", measure(args, tree, f"reference: {args.against}")))
+    results.append(("this checkout", measure(args, REPO, "this checkout")))
+    if len(results) > 1:
+        print("\n=== comparison (same machine, same run)")
+        (ref_label, ref), (label, now) = results
+        for key in now:
+            ratio = now[key] / ref[key] if ref.get(key) else float("nan")
+            print(
+                f"   {key:36s} {ref_label}: {ref.get(key, float('nan')):10,.1f}   {label}: {now[key]:10,.1f}   ratio {ratio:.2f}"
+            )
 
 
 if __name__ == "__main__":
