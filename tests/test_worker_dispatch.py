@@ -19,12 +19,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import azure.durable_functions as df
 import azure.functions as func
 import httpx
 import pytest
 from runner_process import REPO_ROOT, Runner, start_runner
 from workflow_files import write_workflow
 
+from slipway.functions.catalog import indexed_functions
+from slipway.local.durable import DurableHarness, SystemClock
+from slipway.local.http_dispatch import HttpDispatcher, http_routes
 from slipway.local.invocation import http_answer, http_request_input
 from slipway.local.worker import LIBRARY_ENV, Invocation, Worker, WorkerRestarted
 
@@ -177,3 +181,154 @@ def test_an_invocation_past_function_timeout_fails_everything_in_flight_as_a_wor
     assert "the host restarts the worker" in caplog.text
     # The new worker serves what comes next.
     assert after.ok and http_answer(after).body == b"slept 0 s"
+
+
+def _echo_app() -> func.FunctionApp:
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.route(route="echo/{*rest}", methods=["GET", "POST", "HEAD"])
+    def echo(req: func.HttpRequest) -> func.HttpResponse:
+        seen = {
+            "url": req.url,
+            "rest": req.route_params.get("rest"),
+            "header": req.headers.get("x-a"),
+            "params": dict(req.params),
+        }
+        response = func.HttpResponse(json.dumps(seen), mimetype="application/json")
+        response.headers.add("Set-Cookie", "s1=v1; Path=/x; HttpOnly; Secure; SameSite=Strict; Max-Age=60")
+        return response
+
+    return app
+
+
+def test_http_requests_reach_functions_as_the_host_sends_them() -> None:
+    app = _echo_app()
+    worker = Worker(
+        app, library=Path(os.environ[LIBRARY_ENV]), function_directory=str(REPO_ROOT), function_timeout=None
+    )
+    dispatcher = HttpDispatcher(
+        http_routes(indexed_functions(app), route_prefix="api"), worker=worker, function_key=""
+    )
+
+    async def scenario() -> tuple[httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=dispatcher)
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
+            got = await client.get(
+                "/api/echo/a%23b%3Fc.txt?k=1&k=2&empty=",
+                headers=[("X-A", "1"), ("X-A", "2")],
+            )
+            head = await client.head("/api/echo/x")
+        return got, head
+
+    try:
+        got, head = asyncio.run(scenario())
+    finally:
+        worker.close()
+    seen = got.json()
+    # The path keeps its escapes: "#" and "?" in a file name do not cut the URL.
+    assert seen["url"] == "http://localhost/api/echo/a%23b%3Fc.txt?k=1&k=2&empty="
+    assert seen["rest"] == "a#b?c.txt"
+    # Repeated headers and query keys are joined with ",", empty query values left out.
+    assert seen["header"] == "1,2"
+    assert seen["params"] == {"k": "1,2"}
+    cookie = got.headers["set-cookie"].lower()
+    for attribute in ("s1=v1", "path=/x", "httponly", "secure", "samesite=strict", "max-age=60"):
+        assert attribute in cookie
+    assert got.headers["content-length"] == str(len(got.content))
+    assert head.status_code == 200 and head.content == b""
+
+
+def test_orchestrations_in_flight_at_a_worker_restart_are_delivered_again_not_failed() -> None:
+    calls: dict[str, int] = {"slow_once": 0, "brief": 0}
+    blueprint = df.Blueprint()
+
+    @blueprint.orchestration_trigger(context_name="context")
+    def calls_slow(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+        return (yield context.call_activity("slow_once", None))
+
+    @blueprint.orchestration_trigger(context_name="context")
+    def calls_brief(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+        return (yield context.call_activity("brief", None))
+
+    @blueprint.activity_trigger(input_name="nothing")
+    def slow_once(nothing: str) -> str:
+        calls["slow_once"] += 1
+        if calls["slow_once"] == 1:
+            time.sleep(4)  # past the 2 s functionTimeout: the worker restarts
+        return "slow done"
+
+    @blueprint.activity_trigger(input_name="nothing")
+    def brief(nothing: str) -> str:
+        calls["brief"] += 1
+        time.sleep(1.5 if calls["brief"] == 1 else 0)  # in flight at the restart
+        return "brief done"
+
+    app = func.FunctionApp()
+    app.register_functions(blueprint)
+    worker = Worker(
+        app, library=Path(os.environ[LIBRARY_ENV]), function_directory=str(REPO_ROOT),
+        function_timeout=timedelta(seconds=2),
+    )  # fmt: skip
+    harness = DurableHarness(app, clock=SystemClock(), worker=worker)
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        driver = asyncio.create_task(harness.serve(stop))
+        harness.start_new("calls_slow", "slow-1")
+        await asyncio.sleep(1.0)
+        harness.start_new("calls_brief", "brief-1")
+        try:
+            for instance_id in ("slow-1", "brief-1"):
+                await harness.wait_for_status(instance_id, timeout=30)
+        finally:
+            stop.set()
+            await driver
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        worker.close()
+    # As the extension treats a worker restart: a platform failure, the work delivered again.
+    for instance_id, output in (("slow-1", "slow done"), ("brief-1", "brief done")):
+        status = harness.get_status(instance_id)
+        assert status["runtimeStatus"] == "Completed", status
+        assert status["output"] == output
+    assert calls == {"slow_once": 2, "brief": 2}
+    assert worker.restarts == 1
+
+
+def test_ctrl_c_stops_the_runner_while_a_step_spins_in_plain_python(tmp_path: Path) -> None:
+    (tmp_path / "workspace").mkdir()
+    started = start_runner(tmp_path)
+    try:
+        write_workflow(
+            started.workspace,
+            "spin",
+            """
+            import time
+            from slipway.sdk import Workflow
+
+            workflow = Workflow(description="Python that never looks at its stop flag")
+
+
+            @workflow.step(timeout=600)
+            def spin(ctx):
+                end = time.monotonic() + 300
+                while time.monotonic() < end:
+                    pass
+            """,
+        )
+        run_id = _start(started, "spin")
+        started.wait(
+            lambda: any(s["status"] == "running" for s in _run(started, run_id).get("steps", [])),
+            "the step to run",
+            timeout=30,
+        )
+    finally:
+        began = time.monotonic()
+        code = started.stop()
+        stopped_in = time.monotonic() - began
+    # The host gives a stopping worker a grace period, then ends it; so does the runner.
+    assert stopped_in < 20, f"Ctrl-C took {stopped_in:.1f} s"
+    assert code == 0
+    assert "function thread(s) still running" in started.log.read_text()

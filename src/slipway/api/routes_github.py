@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -62,7 +63,8 @@ async def webhook(request: Request) -> JSONResponse:
     # The native `github_webhook` function serves this path under the Functions host; this
     # route gives the same answer should the ASGI catch-all ever receive the request instead.
     body = await read_body_capped(request, MAX_BODY_BYTES, "the webhook body")
-    answer = request.app.state.services.webhook.handle(
-        {k.lower(): v for k, v in request.headers.items()}, body
+    # Storage calls: off the event loop, which every async function of the worker shares.
+    answer = await asyncio.to_thread(
+        request.app.state.services.webhook.handle, {k.lower(): v for k, v in request.headers.items()}, body
     )
     return JSONResponse(answer.body, status_code=answer.status)

@@ -58,3 +58,9 @@ async def run_long(
         return await asyncio.wait_for(asyncio.shield(future), timeout=deadline_seconds + WRAP_UP_SECONDS)
     except TimeoutError:
         return on_deadline()
+
+
+def shutdown() -> None:
+    """Stop taking long work (the process is stopping); what runs already ends when its code does."""
+    for pool in _pools.values():
+        pool.shutdown(wait=False, cancel_futures=True)

@@ -609,7 +609,18 @@ class DurableHarness:
         self, work: _ActivityWork, executor: ThreadPoolExecutor, slots: asyncio.Semaphore
     ) -> None:
         async with slots:
-            outcome = await self._invoke_activity(work, executor)
+            try:
+                outcome = await self._invoke_activity(work, executor)
+            except WorkerRestarted:
+                # A platform failure, not the activity's: the extension aborts the work item and
+                # DTFx delivers it again (OutOfProcMiddleware's IsPlatformLevelException).
+                log.warning(
+                    "activity %s of %s is delivered again after a worker restart", work.name, work.instance_id
+                )
+                with self._lock:
+                    self._activity_queue.append(work)
+                self._notify()
+                return
         with self._lock:
             self._deliver(work.instance_id, work.execution_id, outcome)
         self._notify()
@@ -661,10 +672,7 @@ class DurableHarness:
         assert self._worker is not None
         name = function.get_function_name()
         data = TypedData(json="null" if work.input_text is None else work.input_text)
-        try:
-            answer = await self._worker.invoke(name, {function.get_trigger().name: data})
-        except WorkerRestarted as exc:
-            return self._task_failed(work, f"Activity function '{work.name}' failed: {exc}", str(exc))
+        answer = await self._worker.invoke(name, {function.get_trigger().name: data})
         if not answer.ok:
             log.info("activity %s of %s failed: %s", work.name, work.instance_id, answer.message)
             return self._task_failed(
@@ -706,12 +714,21 @@ class DurableHarness:
             if prepared is None:
                 return
             function, payload, instance, now, started, batch = prepared
+            outcome: _Outcome | None
             try:
                 outcome = await self._call_orchestrator_dispatched(function, payload)
+            except WorkerRestarted:
+                # Aborted, as the extension aborts the session: the same events replay again.
+                log.warning("an episode of %s is replayed again after a worker restart", instance_id)
+                with self._lock:
+                    instance.inbox.extendleft(reversed(batch))
+                    self._ready[instance_id] = None
+                outcome = None
             finally:
                 with self._lock:
                     instance.busy = False
-            self._complete_episode(instance, now, started, batch, outcome)
+            if outcome is not None:
+                self._complete_episode(instance, now, started, batch, outcome)
         self._notify()
 
     async def _call_orchestrator_dispatched(
@@ -721,10 +738,7 @@ class DurableHarness:
         assert self._worker is not None
         name = function.get_function_name()
         data = TypedData(string=json.dumps(payload))
-        try:
-            answer = await self._worker.invoke(name, {function.get_trigger().name: data})
-        except WorkerRestarted as exc:
-            return _Outcome(None, str(exc), str(exc))
+        answer = await self._worker.invoke(name, {function.get_trigger().name: data})
         if answer.ok:
             return _Outcome(json.loads(answer.json_value() or "null"))
         return _outcome_of_failure(answer.message, answer.stack_trace)

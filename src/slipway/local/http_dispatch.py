@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 import azure.functions as func
 
@@ -29,10 +29,19 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 MAX_BODY_BYTES = 100 * 1024 * 1024
 
 
+def _joined(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Repeated names as one, their values joined with "," (ASP.NET's StringValues.ToString)."""
+    joined: dict[str, str] = {}
+    for name, value in pairs:
+        joined[name] = f"{joined[name]},{value}" if name in joined else value
+    return joined
+
+
 def route_pattern(prefix: str, template: str) -> re.Pattern[str]:
     """Compile an ASP.NET-style route template (``{x}``, ``{x?}``, ``{x:int}``, ``{*x}``)."""
     parts = []
-    for segment in f"{prefix}/{template}".strip("/").split("/"):
+    # The host trims slashes around the prefix and the template alike.
+    for segment in [part for part in f"{prefix}/{template}".split("/") if part]:
         match = re.fullmatch(r"\{(\*)?([A-Za-z_][A-Za-z0-9_]*)(?::[^}?]*)?(\?)?\}", segment)
         if not match:
             parts.append("/" + re.escape(segment))
@@ -120,8 +129,10 @@ class HttpDispatcher:
     async def _call(
         self, route: HttpRoute, match: re.Match[str], scope: dict[str, Any], receive: Receive, send: Send
     ) -> None:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+        headers = _joined((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"])
+        # The host's ToRpcHttp: repeated keys joined with ",", empty values left out.
+        pairs = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        query = {k: v for k, v in _joined(pairs).items() if v}
         if route.needs_key and not self._key_accepted(headers, query):
             await _send_plain(send, 401, b"")
             return
@@ -138,7 +149,9 @@ class HttpDispatcher:
             if not message.get("more_body"):
                 break
         host = headers.get("host", "localhost")
-        url = f"{scope.get('scheme', 'http')}://{host}{scope['path']}"
+        # The path as it came, still percent-encoded: a decoded "%23" or "%3F" would cut the URL.
+        raw_path = scope.get("raw_path") or quote(scope["path"]).encode("ascii")
+        url = f"{scope.get('scheme', 'http')}://{host}{raw_path.decode('latin-1')}"
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode("latin-1")
         data = http_request_input(
@@ -155,5 +168,9 @@ class HttpDispatcher:
         except WorkerRestarted:
             await _send_plain(send, 500, b"")
             return
-        await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
-        await send({"type": "http.response.body", "body": answer.body})
+        response_headers = list(answer.headers)
+        if not any(k == b"content-length" for k, _ in response_headers):
+            # The host sends the whole body at once, with its length.
+            response_headers.append((b"content-length", str(len(answer.body)).encode("ascii")))
+        await send({"type": "http.response.start", "status": answer.status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else answer.body})

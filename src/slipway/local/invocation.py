@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import azure.functions as func
@@ -35,8 +35,8 @@ def text_or_bytes(body: bytes) -> Any:
         return TypedData(bytes=body)
 
 
-def _time(value: datetime | None) -> Any:
-    return TypedData(json=json.dumps(value.isoformat() if value else None))
+def _time(value: datetime) -> Any:
+    return TypedData(json=json.dumps(value.isoformat()))
 
 
 def queue_metadata(
@@ -49,14 +49,20 @@ def queue_metadata(
     next_visible: datetime | None,
 ) -> dict[str, Any]:
     """The queue trigger's metadata, as the host's QueueTriggerBindingStrategy names it."""
-    return {
+    metadata = {
         "Id": TypedData(string=message_id),
         "DequeueCount": TypedData(json=str(dequeue_count)),
         "PopReceipt": TypedData(string=pop_receipt),
-        "InsertionTime": _time(insertion_time),
-        "ExpirationTime": _time(expiration_time),
-        "NextVisibleTime": _time(next_visible),
     }
+    # A time the message does not carry is left out, as the host leaves it out.
+    for name, value in (
+        ("InsertionTime", insertion_time),
+        ("ExpirationTime", expiration_time),
+        ("NextVisibleTime", next_visible),
+    ):
+        if value is not None:
+            metadata[name] = _time(value)
+    return metadata
 
 
 def timer_input(*, past_due: bool) -> Any:
@@ -90,8 +96,39 @@ def http_answer(answer: Invocation) -> HttpAnswer:
     raw = getattr(body, kind) if kind else b""
     data = raw if isinstance(raw, bytes) else str(raw).encode("utf-8")
     for cookie in getattr(http, "cookies", None) or []:
-        headers.append((b"set-cookie", f"{cookie.name}={cookie.value}".encode("latin-1")))
+        headers.append((b"set-cookie", _set_cookie(cookie).encode("latin-1")))
     return HttpAnswer(int(http.status_code or 200), headers, data)
+
+
+_SAME_SITE = {1: "Lax", 2: "Strict", 3: "None"}
+
+
+def _set_cookie(cookie: Any) -> str:
+    """An RpcHttpCookie written back as the host writes it: a Set-Cookie header with its attributes."""
+
+    def given(field: str) -> Any:
+        nullable = getattr(cookie, field, None)
+        return getattr(nullable, "value", None) if nullable is not None else None
+
+    parts = [f"{cookie.name}={cookie.value}"]
+    if given("domain"):
+        parts.append(f"domain={given('domain')}")
+    if given("path"):
+        parts.append(f"path={given('path')}")
+    expires = given("expires")
+    if expires is not None:
+        moment = datetime.fromtimestamp(getattr(expires, "seconds", 0), tz=UTC)
+        parts.append(f"expires={moment:%a, %d %b %Y %H:%M:%S} GMT")
+    if given("max_age") is not None:
+        parts.append(f"max-age={int(given('max_age'))}")
+    if given("secure"):
+        parts.append("secure")
+    same_site = _SAME_SITE.get(int(getattr(cookie, "same_site", 0) or 0))
+    if same_site:
+        parts.append(f"samesite={same_site}")
+    if given("http_only"):
+        parts.append("httponly")
+    return "; ".join(parts)
 
 
 def http_request_input(

@@ -18,6 +18,8 @@ import logging
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ import uvicorn
 from slipway.bootstrap import build_services
 from slipway.config import SettingsError, load_settings
 from slipway.engine.execution import stop_running_steps
+from slipway.functions import offload
 from slipway.functions.catalog import indexed_functions
 from slipway.local.azurite import Azurite, AzuriteError, find_azurite, free_port
 from slipway.local.console_log import configure_runner_logging
@@ -230,9 +233,20 @@ async def _serve(
     finally:
         request_stop()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await _notify_asgi_shutdown(app)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         worker.close()
+        offload.shutdown()
+
+
+async def _notify_asgi_shutdown(app: func.FunctionRegister) -> None:
+    """Send the API the lifespan shutdown its ASGI middleware started it with."""
+    middleware = getattr(app, "middleware", None)
+    if getattr(middleware, "lifespan_receive_queue", None) is None:
+        return
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(middleware.notify_shutdown(), timeout=5)
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -248,6 +262,24 @@ def _check_port_free(host: str, port: int) -> None:
             ) from None
 
 
+# How long a stopping runner waits for function code still running (steps in pure Python).
+SHUTDOWN_GRACE_SECONDS = 10.0
+
+
+def _wait_for_function_threads(grace: float) -> int:
+    """Wait up to ``grace`` seconds for the threads function code runs on; how many are left."""
+    deadline = time.monotonic() + grace
+    while True:
+        alive = [
+            t
+            for t in threading.enumerate()
+            if t is not threading.main_thread() and not t.daemon and t.is_alive()
+        ]
+        if not alive or time.monotonic() >= deadline:
+            return len(alive)
+        alive[0].join(timeout=min(0.2, max(0.0, deadline - time.monotonic())))
+
+
 def run_dev(options: DevOptions) -> int:
     configure_runner_logging(os.environ.get("SLIPWAY_LOG_LEVEL", "INFO"))
     if not is_loopback(options.host) and len(os.environ.get("SLIPWAY_API_TOKEN", "")) < 32:
@@ -258,6 +290,7 @@ def run_dev(options: DevOptions) -> int:
         )
         return 2
     azurite: Azurite | None = None
+    leftover = 0
     try:
         _check_port_free(options.host, options.port)
         options.workspace.mkdir(parents=True, exist_ok=True)
@@ -273,6 +306,7 @@ def run_dev(options: DevOptions) -> int:
         host = load_host_config(options.app_root, env)
         app = import_function_app(options.app_root)
         asyncio.run(_serve(options, app, env, host))
+        leftover = _wait_for_function_threads(SHUTDOWN_GRACE_SECONDS)
         return 0
     except (
         RunnerError, AzuriteError, HostConfigError, SettingsError, ScheduleError, OSError,
@@ -285,3 +319,13 @@ def run_dev(options: DevOptions) -> int:
     finally:
         if azurite is not None:
             azurite.stop()
+        if leftover:
+            # As the host ends a worker that outlives its shutdown grace: Python code still
+            # running in function threads cannot be stopped any other way.
+            log.warning(
+                "%d function thread(s) still running after %g s; exiting without them",
+                leftover,
+                SHUTDOWN_GRACE_SECONDS,
+            )
+            logging.shutdown()
+            os._exit(0)

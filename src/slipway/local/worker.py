@@ -16,8 +16,9 @@ imitate the worker, it calls it:
   ``PYTHON_THREADPOOL_THREAD_COUNT`` threads, and converts the return value back;
 - **functionTimeout**: the host's part. An invocation that passes it makes the host restart
   the worker process, which fails every invocation in flight on it; :class:`Worker` does the
-  same (it cannot stop a thread already running Python code, so such threads finish in the
-  background, their results discarded).
+  same: in-flight invocations raise :class:`WorkerRestarted`, async ones are cancelled, work
+  queued for the old thread pool never starts. It cannot stop a thread already running Python
+  code: that code finishes in the background, its result discarded.
 
 The generated gRPC classes are not published for Python 3.11; the stand-ins below carry the
 fields the worker reads and writes, with the generated enums' values.
@@ -113,6 +114,7 @@ PROTOS = SimpleNamespace(
     NullableDouble=_message("NullableDouble"),
     NullableBool=_message("NullableBool"),
     NullableTimestamp=_message("NullableTimestamp"),
+    Timestamp=_message("Timestamp"),
     RpcException=_message("RpcException"),
     StatusResult=_message("StatusResult", Failure=0, Success=1, Cancelled=2),
     InvocationResponse=_message("InvocationResponse"),
@@ -222,7 +224,7 @@ class Worker:
         self._names = {info.name.lower(): info for info in infos.values()}
         # The thread pool sized from PYTHON_THREADPOOL_THREAD_COUNT, as at worker start.
         self._lib.threadpool.start_threadpool_executor()
-        self._in_flight: dict[str, asyncio.Future[Any]] = {}
+        self._in_flight: dict[str, tuple[asyncio.Future[Any], asyncio.Task[Any]]] = {}
         self.restarts = 0
 
     @property
@@ -260,15 +262,14 @@ class Worker:
         )
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Any] = loop.create_future()
-        self._in_flight[invocation_id] = answer
         task = loop.create_task(self._lib.handle_event.invocation_request(request))
         task.add_done_callback(lambda done: _settle(answer, done))
+        self._in_flight[invocation_id] = (answer, task)
         timeout = None if self._timeout is None else self._timeout.total_seconds()
         try:
             response = await asyncio.wait_for(asyncio.shield(answer), timeout=timeout)
         except TimeoutError:
             self._restart(name, invocation_id)
-            task.cancel()
             raise WorkerRestarted(_timeout_message(name, invocation_id, self._timeout)) from None
         finally:
             self._in_flight.pop(invocation_id, None)
@@ -288,10 +289,20 @@ class Worker:
             _timeout_message(name, invocation_id, self._timeout),
             extra={"function": name, "in_flight": len(self._in_flight)},
         )
-        for other, future in list(self._in_flight.items()):
-            if other != invocation_id and not future.done():
-                future.set_exception(WorkerRestarted(f"the worker restarted while {other} ran"))
-        # A new process means a new pool; the old one's threads end when their code does.
+        reason = _timeout_message(name, invocation_id, self._timeout)
+        for other, (future, task) in list(self._in_flight.items()):
+            if not future.done():
+                if other == invocation_id:
+                    future.cancel()
+                else:
+                    future.set_exception(WorkerRestarted(f"the worker restarted: {reason}"))
+            # The process is gone: async work stops where it is, and nothing waits for sync work.
+            task.cancel()
+        # A new process means a new pool. Work queued for the old one never starts; threads
+        # already running Python code cannot be stopped and end when their code does.
+        old = self._lib.threadpool.get_threadpool_executor()
+        if old is not None:
+            old.shutdown(wait=False, cancel_futures=True)
         self._lib.threadpool.start_threadpool_executor()
 
     def close(self) -> None:
