@@ -23,7 +23,7 @@ import azure.durable_functions as df
 import azure.functions as func
 import httpx
 import pytest
-from runner_process import REPO_ROOT, Runner, start_runner
+from runner_process import Runner, start_runner
 from workflow_files import write_workflow
 
 from slipway.functions.catalog import indexed_functions
@@ -153,7 +153,6 @@ def test_an_invocation_past_function_timeout_fails_everything_in_flight_as_a_wor
     worker = Worker(
         _blocking_app(),
         library=Path(os.environ[LIBRARY_ENV]),
-        function_directory=str(REPO_ROOT),
         function_timeout=timedelta(seconds=2),
     )
 
@@ -203,9 +202,7 @@ def _echo_app() -> func.FunctionApp:
 
 def test_http_requests_reach_functions_as_the_host_sends_them() -> None:
     app = _echo_app()
-    worker = Worker(
-        app, library=Path(os.environ[LIBRARY_ENV]), function_directory=str(REPO_ROOT), function_timeout=None
-    )
+    worker = Worker(app, library=Path(os.environ[LIBRARY_ENV]), function_timeout=None)
     dispatcher = HttpDispatcher(
         http_routes(indexed_functions(app), route_prefix="api"), worker=worker, function_key=""
     )
@@ -266,7 +263,7 @@ def test_orchestrations_in_flight_at_a_worker_restart_are_delivered_again_not_fa
     app = func.FunctionApp()
     app.register_functions(blueprint)
     worker = Worker(
-        app, library=Path(os.environ[LIBRARY_ENV]), function_directory=str(REPO_ROOT),
+        app, library=Path(os.environ[LIBRARY_ENV]),
         function_timeout=timedelta(seconds=2),
     )  # fmt: skip
     harness = DurableHarness(app, clock=SystemClock(), worker=worker)

@@ -146,13 +146,11 @@ async def _serve(
     options: DevOptions, app: func.FunctionRegister, env: Mapping[str, str], host: HostConfig
 ) -> None:
     functions = indexed_functions(app)
-    directory = str(options.app_root.resolve())
     # Indexing through the worker's own code: a function it refuses stops the runner here, as
     # it stops the host from loading any function.
     worker = Worker(
         app,
         library=library_path(options.app_root.resolve(), env),
-        function_directory=directory,
         function_timeout=host.function_timeout,
     )
     log.info("the Python worker indexed %d functions", len(functions), extra={"threads": worker.thread_count})

@@ -173,11 +173,6 @@ def index_with_worker(app: func.FunctionRegister, library: SimpleNamespace) -> d
     return dict(registry._functions)
 
 
-def function_id(name: str) -> str:
-    """The id the worker gives a function indexed under ``name``."""
-    return str(uuid.uuid5(namespace=uuid.NAMESPACE_OID, name=name))
-
-
 # ----------------------------------------------------------------------------- invocation
 
 
@@ -209,11 +204,9 @@ class Worker:
         app: func.FunctionRegister,
         *,
         library: Path,
-        function_directory: str,
         function_timeout: timedelta | None,
     ) -> None:
         self._lib = load_library(library)
-        self._directory = function_directory
         self._timeout = function_timeout
         handle_event: ModuleType = self._lib.handle_event
         handle_event.protos = PROTOS
@@ -231,9 +224,6 @@ class Worker:
     def thread_count(self) -> int:
         pool = self._lib.threadpool.get_threadpool_executor()
         return int(pool._max_workers) if pool is not None else 0
-
-    def is_async(self, name: str) -> bool:
-        return bool(self._names[name.lower()].is_async)
 
     async def invoke(
         self,
