@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import azure.functions as func
+import pytest
 from gitrepos import Repo, assert_mirrors
 
 from slipway.bootstrap import build_services
@@ -108,3 +109,25 @@ def test_the_reconcile_timer_queues_a_catch_up_sync_only_when_the_branch_moved(
     assert services.gitsync.poll_remote() is True
     messages = [json.loads(decode_wire(m)) for m in services.queues.peek_messages(SYNC_QUEUE)]
     assert messages == [{"trigger": "reconcile", "delivery": ""}]
+
+
+def test_a_very_long_git_error_does_not_push_the_custom_status_past_the_extensions_limit(
+    base_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = build_services(load_settings({**base_env, "SLIPWAY_GIT_DIR": str(tmp_path / "git")}))
+    # What git's stderr can hold: many lines of non-ASCII text (3 bytes a character in UTF-8, 2 in UTF-16).
+    message = "fetch failed: " + "é" * 30_000
+    monkeypatch.setattr(
+        services.gitsync,
+        "run_pass",
+        lambda: {"result": "failed", "retryable": True, "more": False, "message": message},
+    )
+    app = func.FunctionApp()
+    app.register_functions(gitsync_blueprint(services))
+    harness = DurableHarness(app, clock=VirtualClock())
+    harness.start_new("workspace_sync", SYNC_INSTANCE)
+    asyncio.run(harness.run_until_idle())
+    status = harness.get_status(SYNC_INSTANCE)
+    assert status is not None and status["runtimeStatus"] == "Completed", status
+    shown = status["customStatus"]["last"]["message"]
+    assert shown.startswith("fetch failed: éé") and len(shown) <= 1001

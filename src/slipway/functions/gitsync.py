@@ -21,6 +21,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from slipway.bootstrap import Services
+from slipway.functions.offload import run_long
 from slipway.names import SYNC_QUEUE
 
 log = logging.getLogger("slipway.functions.gitsync")
@@ -31,6 +32,8 @@ WAKE_EVENT = "sync_requested"
 FETCH_RETRY_SECONDS = (5, 15, 45, 120)
 # How long a finished pass waits for more requests before the orchestration ends.
 LINGER_SECONDS = 5
+# The longest message the status shows; the journal row keeps the whole of it.
+_STATUS_MESSAGE_CHARS = 1000
 _TRIGGERS = {"push", "manual", "reconcile"}
 # Every five minutes, a `git ls-remote` catches pushes whose webhook never arrived.
 RECONCILE_SCHEDULE = "0 */5 * * * *"
@@ -89,12 +92,14 @@ def gitsync_blueprint(services: Services) -> df.Blueprint:
                 delay = FETCH_RETRY_SECONDS[failures]
                 failures += 1
                 context.set_custom_status(
-                    {"state": "retrying", "in_seconds": delay, "message": outcome["message"]}
+                    {"state": "retrying", "in_seconds": delay, "message": _brief(outcome["message"])}
                 )
                 yield context.create_timer(context.current_utc_datetime + timedelta(seconds=delay))
                 continue
             break
-        context.set_custom_status({"state": "idle", "last": outcome})
+        context.set_custom_status(
+            {"state": "idle", "last": {**outcome, "message": _brief(outcome.get("message"))}}
+        )
         if not outcome["more"]:
             wake = context.wait_for_external_event(WAKE_EVENT)
             timer = context.create_timer(context.current_utc_datetime + timedelta(seconds=LINGER_SECONDS))
@@ -111,10 +116,27 @@ def gitsync_blueprint(services: Services) -> df.Blueprint:
         gitsync.poll_remote()
 
     @blueprint.activity_trigger(input_name="request")
-    def gitsync_pass(request: object) -> dict[str, Any]:
-        return gitsync.run_pass()
+    async def gitsync_pass(request: object) -> dict[str, Any]:
+        # A first sync of a big repository fetches for minutes: off the worker's thread pool.
+        limits = services.settings.host_limits
+
+        def too_long() -> dict[str, Any]:
+            message = f"the sync pass did not finish within {limits.step_seconds:g} s ({limits.explain()})"
+            return {"result": "failed", "retryable": True, "more": False, "message": message}
+
+        return await run_long(
+            "sync", gitsync.run_pass, deadline_seconds=limits.step_seconds, on_deadline=too_long
+        )
 
     return blueprint
+
+
+def _brief(message: object) -> object:
+    """A message as the custom status carries it: git's errors can be long, the status may not
+    (16 KB of UTF-16 for the whole status, slipway.functions.custom_status)."""
+    if isinstance(message, str) and len(message) > _STATUS_MESSAGE_CHARS:
+        return message[:_STATUS_MESSAGE_CHARS] + "…"
+    return message
 
 
 async def _wake(client: df.DurableOrchestrationClient) -> bool:

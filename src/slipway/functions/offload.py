@@ -30,8 +30,9 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 # Threads per kind of long work in one worker process: workflow steps run 16 at a time (as many as
-# host.json allowed activities before), deploy phases (build, publish, verify) 8.
-POOL_THREADS = {"steps": 16, "deploy": 8}
+# host.json allowed activities before), deploy phases (build, publish, verify) 8, the GitHub sync
+# (a singleton orchestration: one pass at a time) 2.
+POOL_THREADS = {"steps": 16, "deploy": 8, "sync": 2}
 # After its deadline an activity still waits this long for the work to wrap up (kill its
 # commands, flush its log) before it answers without it.
 WRAP_UP_SECONDS = 30.0
