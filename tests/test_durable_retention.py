@@ -20,6 +20,7 @@ import httpx
 
 from slipway.functions.gitsync import SYNC_INSTANCE, WAKE_EVENT, gitsync_blueprint
 from slipway.functions.retention import purge_finished
+from slipway.hostlimits import HostLimits
 from slipway.local.durable import DurableHarness, VirtualClock
 from slipway.local.durable_rpc import client_binding_json, create_rpc_app
 
@@ -96,7 +97,9 @@ class FakeGitSync:
 def test_the_sync_singleton_handles_many_pushes_with_a_bounded_history_and_then_ends() -> None:
     harness_ref: list[DurableHarness] = []
     gitsync = FakeGitSync(harness_ref, pushes=200)
-    services = SimpleNamespace(gitsync=gitsync, sync_requests=None, webhook=None)
+    services = SimpleNamespace(
+        gitsync=gitsync, sync_requests=None, webhook=None, settings=SimpleNamespace(host_limits=HostLimits())
+    )
     app = func.FunctionApp()
     app.register_functions(gitsync_blueprint(services))  # type: ignore[arg-type]
     harness = DurableHarness(app, clock=VirtualClock())
