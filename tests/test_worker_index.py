@@ -7,6 +7,7 @@ and the host loads none, HTTP included. ``app.get_functions()`` does not run the
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from slipway.functions.catalog import indexed_functions
 from slipway.local.worker import (
     LIBRARY_ENV,
+    PROTOS,
     FunctionIndexError,
     index_with_worker,
     load_library,
@@ -101,3 +103,27 @@ def test_the_worker_refuses_a_parameter_without_a_binding(library: Any) -> None:
         index_with_worker(app, library)
     assert caught.value.refused[0][0] == "lonely"
     assert "extra" in caught.value.refused[0][1]
+
+
+def test_the_worker_finds_the_one_app_in_function_app_py_and_builds_its_metadata(
+    base_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, library: Any
+) -> None:
+    # As worker_init_request does: import function_app.py by name from the app's folder, find
+    # its one top-level app (two would be refused), index it and build the host's metadata.
+    for name, value in base_env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.syspath_prepend(str(REPO_ROOT))
+    monkeypatch.delitem(sys.modules, "function_app", raising=False)
+    library.meta.load_binding_registry()
+    functions = library.loader.index_function_app(str(REPO_ROOT / "function_app.py"))
+    metadata, _ = library.loader.process_indexed_function(
+        PROTOS, library.functions.Registry(), functions, str(REPO_ROOT)
+    )
+    by_name = {m.name: m for m in metadata}
+    assert len(by_name) == len(functions) >= 25
+    webhook = by_name["github_webhook"]
+    assert webhook.script_file == "function_app.py"
+    assert [json.loads(raw)["route"] for raw in webhook.raw_bindings if "route" in raw] == [
+        "api/github/webhook"
+    ]
+    assert by_name["workflow_step"].bindings["request"].type == "activityTrigger"

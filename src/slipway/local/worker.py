@@ -102,8 +102,13 @@ TypedData = _message("TypedData", *_TYPED_DATA_FIELDS)
 ParameterBinding = _message("ParameterBinding", "data", "rpc_shared_memory")
 
 PROTOS = SimpleNamespace(
-    # BindingInfo.Direction and BindingInfo.DataType, as protoc generates them (nested enum values).
-    BindingInfo=SimpleNamespace(**{"in": 0}, out=1, inout=2, undefined=0, string=1, binary=2, stream=3),
+    # A message whose nested enums BindingInfo.Direction and .DataType read as class constants,
+    # with the values protoc generates.
+    BindingInfo=_message(
+        "BindingInfo", **{"in": 0}, out=1, inout=2, undefined=0, string=1, binary=2, stream=3
+    ),
+    RpcFunctionMetadata=_message("RpcFunctionMetadata"),
+    RpcRetryOptions=_message("RpcRetryOptions"),
     TypedData=TypedData,
     ParameterBinding=ParameterBinding,
     RpcHttp=_message("RpcHttp"),
@@ -145,6 +150,7 @@ def load_library(path: Path) -> SimpleNamespace:
         modules = SimpleNamespace(
             handle_event=importlib.import_module("azure_functions_runtime.handle_event"),
             functions=importlib.import_module("azure_functions_runtime.functions"),
+            loader=importlib.import_module("azure_functions_runtime.loader"),
             meta=importlib.import_module("azure_functions_runtime.bindings.meta"),
             threadpool=importlib.import_module("azure_functions_runtime.utils.threadpool"),
         )
@@ -155,17 +161,22 @@ def load_library(path: Path) -> SimpleNamespace:
     return modules
 
 
-def index_with_worker(app: func.FunctionRegister, library: SimpleNamespace) -> dict[str, Any]:
-    """Index every function through the worker's registry; its FunctionInfo by function id.
+def index_with_worker(
+    app: func.FunctionRegister, library: SimpleNamespace, *, function_directory: str = "."
+) -> dict[str, Any]:
+    """Index every function as the worker does at start (``loader.process_indexed_function``:
+    the registry's parameter checks, then the binding, retry and raw-binding metadata the host
+    is sent); its FunctionInfo by function id.
 
-    Raises :class:`FunctionIndexError` naming each refused function and the worker's message.
+    Raises :class:`FunctionIndexError` naming each refused function and the worker's message
+    (the worker stops at the first; all of them are named here).
     """
     library.meta.load_binding_registry()
     registry = library.functions.Registry()
     refused: list[tuple[str, str]] = []
     for function in indexed_functions(app):
         try:
-            registry.add_indexed_function(function=function, protos=PROTOS)
+            library.loader.process_indexed_function(PROTOS, registry, [function], function_directory)
         except Exception as exc:
             refused.append((function.get_function_name(), str(exc)))
     if refused:
