@@ -37,7 +37,7 @@ FINISH_ACTIVITY = "workflow_finish"
 CANCEL_EVENT = "cancel"
 # How long a canceled run waits for its running steps to stop (commands are killed within
 # about 4 s: the cancel flag is read every second, then SIGTERM, then SIGKILL after 3 s).
-CANCEL_GRACE_SECONDS = 10
+CANCEL_GRACE_SECONDS = 6
 # Every minute: runs whose orchestration vanished (a local runner restarted) or ignored a cancel.
 REAPER_SCHEDULE = "30 * * * * *"
 # Storage hiccups in the bookkeeping activities are retried; a step's own retries are the
