@@ -230,8 +230,6 @@ class _Instance:
     retries_by_timer: dict[int, _Retry] = field(default_factory=dict)
     canceled_timers: set[int] = field(default_factory=set)
     busy: bool = False
-    # The execution an episode in flight belongs to (continue-as-new starts a new one).
-    episode_execution: str = ""
 
     @property
     def terminal(self) -> bool:
@@ -263,6 +261,20 @@ class _Outcome:
     state: Mapping[str, Any] | None
     error: str | None = None
     details: str | None = None
+
+
+@dataclass(frozen=True)
+class _Episode:
+    """One episode taken from an instance's inbox: what the orchestrator is called with, and
+    what applying its answer needs (the execution it belongs to: continue-as-new starts another)."""
+
+    instance: _Instance
+    execution_id: str
+    function: func.Function
+    payload: dict[str, Any]
+    now: datetime
+    started: dict[str, Any]
+    batch: list[dict[str, Any]]
 
 
 class DurableHarness:
@@ -404,15 +416,12 @@ class DurableHarness:
         show_input: bool = False,
     ) -> list[dict[str, Any]]:
         """The statuses of all instances matching every given condition, oldest first."""
-        wanted = {status.lower() for status in runtime_statuses} if runtime_statuses else None
         with self._lock:
             found = sorted(self._instances.values(), key=lambda item: item.created)
             return [
                 self._status_json(instance, False, False, show_input)
                 for instance in found
-                if (wanted is None or instance.status.value.lower() in wanted)
-                and (created_from is None or instance.created >= created_from)
-                and (created_to is None or instance.created <= created_to)
+                if _matches(instance, runtime_statuses, created_from, created_to)
                 and (instance_id_prefix is None or instance.instance_id.startswith(instance_id_prefix))
             ]
 
@@ -636,10 +645,10 @@ class DurableHarness:
             )
             known = ", ".join(f"'{name}'" for name in sorted(self._activity_names())) or "none"
             return self._task_failed(work, reason, f"Known activity functions: {known}.")
-        trigger = function.get_trigger()
-        user = function.get_user_function()
         if self._worker is not None:
             return await self._invoke_activity_dispatched(work, function)
+        trigger = function.get_trigger()
+        user = function.get_user_function()
         try:
             value = (
                 None
@@ -697,38 +706,36 @@ class DurableHarness:
     # ----------------------------------------------------------------- episodes
 
     def _run_episode(self, instance_id: str) -> None:
-        prepared = self._prepare_episode(instance_id)
-        if prepared is None:
+        episode = self._take_episode(instance_id)
+        if episode is None:
             return
-        function, payload, instance, now, started, batch = prepared
         try:
-            outcome = _call_orchestrator(function, payload)
+            outcome = _call_orchestrator(episode.function, episode.payload)
         finally:
             with self._lock:
-                instance.busy = False
-        self._complete_episode(instance, now, started, batch, outcome)
+                episode.instance.busy = False
+        self._complete_episode(episode, outcome)
 
     async def _run_episode_dispatched(self, instance_id: str, slots: asyncio.Semaphore) -> None:
         async with slots:
-            prepared = self._prepare_episode(instance_id)
-            if prepared is None:
+            episode = self._take_episode(instance_id)
+            if episode is None:
                 return
-            function, payload, instance, now, started, batch = prepared
             outcome: _Outcome | None
             try:
-                outcome = await self._call_orchestrator_dispatched(function, payload)
+                outcome = await self._call_orchestrator_dispatched(episode.function, episode.payload)
             except WorkerRestarted:
                 # Aborted, as the extension aborts the session: the same events replay again.
                 log.warning("an episode of %s is replayed again after a worker restart", instance_id)
                 with self._lock:
-                    instance.inbox.extendleft(reversed(batch))
+                    episode.instance.inbox.extendleft(reversed(episode.batch))
                     self._ready[instance_id] = None
                 outcome = None
             finally:
                 with self._lock:
-                    instance.busy = False
+                    episode.instance.busy = False
             if outcome is not None:
-                self._complete_episode(instance, now, started, batch, outcome)
+                self._complete_episode(episode, outcome)
         self._notify()
 
     async def _call_orchestrator_dispatched(
@@ -743,11 +750,7 @@ class DurableHarness:
             return _Outcome(json.loads(answer.json_value() or "null"))
         return _outcome_of_failure(answer.message, answer.stack_trace)
 
-    def _prepare_episode(
-        self, instance_id: str
-    ) -> (
-        tuple[func.Function, dict[str, Any], _Instance, datetime, dict[str, Any], list[dict[str, Any]]] | None
-    ):
+    def _take_episode(self, instance_id: str) -> _Episode | None:
         """Under the lock: the next batch and the payload, or None when there is nothing to replay."""
         with self._lock:
             instance = self._instances.get(instance_id)
@@ -777,24 +780,24 @@ class DurableHarness:
                     instance, now, [], RuntimeStatus.Failed, self._unknown_orchestrator_message(instance.name)
                 )
                 return
-            payload = self._payload(instance, started, batch)
             instance.busy = True
-            instance.episode_execution = instance.execution_id
-            return function, payload, instance, now, started, batch
+            return _Episode(
+                instance,
+                instance.execution_id,
+                function,
+                self._payload(instance, started, batch),
+                now,
+                started,
+                batch,
+            )
 
-    def _complete_episode(
-        self,
-        instance: _Instance,
-        now: datetime,
-        started: dict[str, Any],
-        batch: list[dict[str, Any]],
-        outcome: _Outcome,
-    ) -> None:
-        instance_id = instance.instance_id
+    def _complete_episode(self, episode: _Episode, outcome: _Outcome) -> None:
+        instance, instance_id = episode.instance, episode.instance.instance_id
+        now, started, batch = episode.now, episode.started, episode.batch
         with self._lock:
             # start_new refuses running ids, so the instance cannot have been replaced meanwhile;
             # checked anyway, because a stale episode must never touch a newer execution.
-            if self._live_instance(instance_id, instance.episode_execution) is not instance:
+            if self._live_instance(instance_id, episode.execution_id) is not instance:
                 return
             try:
                 self._apply(instance, now, started, batch, outcome)
@@ -1204,15 +1207,12 @@ class DurableHarness:
         completed, failed and terminated instances are ever purged (the Azure Storage backend
         ignores other statuses in the filter), so a running orchestration is never lost.
         """
-        wanted = {status.lower() for status in runtime_statuses} if runtime_statuses else None
         with self._lock:
             until = created_to or self._clock.now()
             doomed = [
                 instance.instance_id
                 for instance in self._instances.values()
-                if instance.terminal
-                and (wanted is None or instance.status.value.lower() in wanted)
-                and created_from <= instance.created <= until
+                if instance.terminal and _matches(instance, runtime_statuses, created_from, until)
             ]
             for instance_id in doomed:
                 del self._instances[instance_id]
@@ -1384,6 +1384,20 @@ class DurableHarness:
                 + "'."
             )
         return message + "No orchestrator functions are currently registered!"
+
+
+def _matches(
+    instance: _Instance,
+    runtime_statuses: Collection[str] | None,
+    created_from: datetime | None,
+    created_to: datetime | None,
+) -> bool:
+    """Whether ``instance`` passes the client API's filter (statuses case-insensitive, times inclusive)."""
+    if runtime_statuses and instance.status.value.lower() not in {s.lower() for s in runtime_statuses}:
+        return False
+    return (created_from is None or instance.created >= created_from) and (
+        created_to is None or instance.created <= created_to
+    )
 
 
 def _call_orchestrator(function: func.Function, payload: Mapping[str, Any]) -> _Outcome:

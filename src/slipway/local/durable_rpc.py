@@ -194,16 +194,14 @@ class _Api:
     async def list_instances(self, request: Request) -> Response:
         """All statuses matching the query, paged with ``top`` and ``x-ms-continuation-token``."""
         query = request.query_params
-        wanted = [part for value in query.getlist("runtimeStatus") for part in value.split(",") if part]
         try:
-            created_from = _time(query.get("createdTimeFrom"))
-            created_to = _time(query.get("createdTimeTo"))
+            wanted, created_from, created_to = _instance_filter(query)
         except ValueError as exc:
             return _error(
                 400, "One or more of the arguments submitted is incorrect", exc, "System.ArgumentException"
             )
         statuses = self.harness.list_statuses(
-            runtime_statuses=wanted or None,
+            runtime_statuses=wanted,
             created_from=created_from,
             created_to=created_to,
             instance_id_prefix=query.get("instanceIdPrefix"),
@@ -218,19 +216,16 @@ class _Api:
     async def purge_instances(self, request: Request) -> Response:
         """``purge_instance_history_by``: 200 ``{"instancesDeleted": n}``, 404 when none was, 400
         without ``createdTimeFrom`` (the extension's HandleDeleteHistoryWithFiltersRequestAsync)."""
-        query = request.query_params
         try:
-            created_from = _time(query.get("createdTimeFrom"))
-            created_to = _time(query.get("createdTimeTo"))
+            wanted, created_from, created_to = _instance_filter(request.query_params)
         except ValueError as exc:
             return _error(
                 400, "One or more of the arguments submitted is incorrect", exc, "System.ArgumentException"
             )
         if created_from is None:
             return JSONResponse("Please provide value for 'createdTimeFrom' parameter.", status_code=400)
-        wanted = [part for value in query.getlist("runtimeStatus") for part in value.split(",") if part]
         deleted = self.harness.purge_instances(
-            created_from=created_from, created_to=created_to, runtime_statuses=wanted or None
+            created_from=created_from, created_to=created_to, runtime_statuses=wanted
         )
         if deleted == 0:
             return Response(status_code=404)
@@ -307,6 +302,13 @@ def _int(value: str | None, default: int) -> int:
         return int(value) if value is not None else default
     except ValueError:
         return default
+
+
+def _instance_filter(query: Any) -> tuple[list[str] | None, datetime | None, datetime | None]:
+    """The client API's instance filter: ``runtimeStatus`` (repeated or comma-separated),
+    ``createdTimeFrom``, ``createdTimeTo``; ValueError for a malformed time."""
+    wanted = [part for value in query.getlist("runtimeStatus") for part in value.split(",") if part]
+    return wanted or None, _time(query.get("createdTimeFrom")), _time(query.get("createdTimeTo"))
 
 
 def _time(value: str | None) -> datetime | None:

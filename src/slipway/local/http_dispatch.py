@@ -37,11 +37,15 @@ def _joined(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
     return joined
 
 
+def _segments(prefix: str, template: str) -> list[str]:
+    """The route's segments: the host trims slashes around the prefix and the template alike."""
+    return [part for part in f"{prefix}/{template}".split("/") if part]
+
+
 def route_pattern(prefix: str, template: str) -> re.Pattern[str]:
     """Compile an ASP.NET-style route template (``{x}``, ``{x?}``, ``{x:int}``, ``{*x}``)."""
     parts = []
-    # The host trims slashes around the prefix and the template alike.
-    for segment in [part for part in f"{prefix}/{template}".split("/") if part]:
+    for segment in _segments(prefix, template):
         match = re.fullmatch(r"\{(\*)?([A-Za-z_][A-Za-z0-9_]*)(?::[^}?]*)?(\?)?\}", segment)
         if not match:
             parts.append("/" + re.escape(segment))
@@ -61,10 +65,8 @@ class HttpRoute:
     methods: frozenset[str]
     needs_key: bool
     request_name: str
-
-    @property
-    def catch_all(self) -> bool:
-        return self.pattern.pattern.startswith("^(?:/(?P<")
+    # A template that is a catch-all from its first segment on (``{*x}``): tried after the rest.
+    catch_all: bool
 
 
 def http_routes(functions: Sequence[func.Function], *, route_prefix: str) -> list[HttpRoute]:
@@ -75,13 +77,15 @@ def http_routes(functions: Sequence[func.Function], *, route_prefix: str) -> lis
         if trigger is None:
             continue
         methods = frozenset(m.upper() for m in trigger.get("methods") or ("GET", "POST"))
+        template = trigger.get("route") or function.get_function_name()
         routes.append(
             HttpRoute(
                 function=function,
-                pattern=route_pattern(route_prefix, trigger.get("route") or function.get_function_name()),
+                pattern=route_pattern(route_prefix, template),
                 methods=methods,
                 needs_key=str(trigger.get("authLevel", "function")).lower() != "anonymous",
                 request_name=trigger["name"],
+                catch_all=next(iter(_segments(route_prefix, template)), "").startswith("{*"),
             )
         )
     return sorted(routes, key=lambda route: route.catch_all)

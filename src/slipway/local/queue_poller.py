@@ -130,9 +130,7 @@ class QueuePoller:
                 expiration_time=message.expiration_time,
                 next_visible=message.next_visible_on,
             )
-            answer = await self._worker.invoke(name, inputs, trigger_metadata=metadata)
-            if not answer.ok:
-                raise RuntimeError(answer.message)
+            (await self._worker.invoke(name, inputs, trigger_metadata=metadata)).raise_if_failed()
         except asyncio.CancelledError:
             raise
         except Exception as exc:

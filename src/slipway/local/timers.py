@@ -167,9 +167,7 @@ class TimerRunner:
                 raise RuntimeError(f"{name} needs a Durable client and the runner has none")
             inputs[trigger.client_name] = client_input(self._client_json())
         try:
-            answer = await self._worker.invoke(name, inputs)
-            if not answer.ok:
-                raise RuntimeError(answer.message)
+            (await self._worker.invoke(name, inputs)).raise_if_failed()
         except Exception:
             # The host logs a failed timer run and waits for the next occurrence; so does the runner.
             log.exception("timer function failed", extra={"function": name})

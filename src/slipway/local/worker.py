@@ -66,6 +66,10 @@ class FunctionIndexError(RuntimeError):
         super().__init__(f"the Python worker refuses {len(refused)} function(s):\n{lines}")
 
 
+class FunctionFailed(RuntimeError):
+    """The function raised; the message is the worker's ("<Type>: <message>")."""
+
+
 class WorkerRestarted(RuntimeError):
     """The invocation was in flight when the host restarted the worker (a functionTimeout)."""
 
@@ -195,6 +199,11 @@ class Invocation:
     value: Any = None
     message: str = ""
     stack_trace: str = ""
+
+    def raise_if_failed(self) -> None:
+        """As the host treats a failed invocation of a trigger it retries or logs."""
+        if not self.ok:
+            raise FunctionFailed(self.message)
 
     def json_value(self) -> str | None:
         """The return value as the JSON text the host stores (activities, orchestrators)."""
