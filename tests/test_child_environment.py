@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import azure.functions as func
 import pytest
 from test_deploy_build import PRINT_ENV, Log, site
 from test_workflow_orchestration import Engine
@@ -25,9 +24,7 @@ from slipway.bootstrap import build_services
 from slipway.config import load_settings
 from slipway.deploy.build import run_build
 from slipway.deploy.detect import detect_build
-from slipway.functions.workflows import workflows_blueprint
 from slipway.gitsync.mirror import Git
-from slipway.local.durable import DurableHarness, VirtualClock
 from slipway.sdk import shell
 
 WORKER_FOLDER = "/azure-functions-host/workers/python/3.11/LINUX/X64"
@@ -77,10 +74,7 @@ def assert_basics_but_no_secret(env: dict[str, str], text: str) -> None:
 
 @pytest.fixture
 def engine(base_env: dict[str, str]) -> Iterator[Engine]:
-    services = build_services(load_settings(base_env))
-    app = func.FunctionApp()
-    app.register_functions(workflows_blueprint(services))
-    yield Engine(services, DurableHarness(app, clock=VirtualClock()))
+    yield Engine.of(build_services(load_settings(base_env)))
 
 
 SHOW_ENV = """

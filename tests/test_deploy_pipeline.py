@@ -348,15 +348,8 @@ def test_the_orchestration_waits_for_its_turn_and_gives_up_in_the_end(
     deployer: Deployer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(deployments, "TURN_WAITS", 4)  # two hours of waits in the real thing
-    site = _site()
-    store = deployer.store
-    running = store.create(DeploymentRequest(site=site, requested_by="t", source="workspace", folder="x"))
-    store.transition(running.id, "building")
-    waiting = store.create(
-        DeploymentRequest(
-            site=site, requested_by="t", source="workspace", folder=deployer.workspace_site("static")
-        )
-    )
+    running, waiting = _wait_for_turn_behind_a_building_deployment(deployer)
+    site, store = running.site, deployer.store
     deployer.harness.start_new(ORCHESTRATOR, waiting.id, {"deployment_id": waiting.id})
     asyncio.run(deployer.harness.run_until_idle())  # virtual time: the waits pass at once
     status = deployer.harness.get_status(waiting.id)

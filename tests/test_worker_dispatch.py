@@ -24,6 +24,7 @@ import azure.functions as func
 import httpx
 import pytest
 from runner_process import Runner, start_runner
+from test_workflow_runs import get_run, start
 from workflow_files import write_workflow
 
 from slipway.functions.catalog import indexed_functions
@@ -47,16 +48,6 @@ def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
         yield started
     finally:
         started.stop()
-
-
-def _start(runner: Runner, name: str) -> str:
-    answer = runner.api("POST", f"/api/workflows/{name}/runs", json={"params": {}})
-    assert answer.status_code == 202, answer.text
-    return str(answer.json()["run"]["id"])
-
-
-def _run(runner: Runner, run_id: str) -> dict[str, Any]:
-    return dict(runner.api("GET", f"/api/runs/{run_id}").json())
 
 
 def test_webhook_and_cancel_answer_while_every_worker_thread_could_be_taken_by_steps(
@@ -91,20 +82,20 @@ def test_webhook_and_cancel_answer_while_every_worker_thread_could_be_taken_by_s
             time.sleep(120)
         """,
     )
-    runs = [_start(runner, "python_sleep")]
+    runs = [start(runner, "python_sleep")]
     runner.wait(
-        lambda: any(s["status"] == "running" for s in _run(runner, runs[0]).get("steps", [])),
+        lambda: any(s["status"] == "running" for s in get_run(runner, runs[0]).get("steps", [])),
         "the Python step to run",
         timeout=60,
     )
-    runs += [_start(runner, "long_step") for _ in range(17)]
+    runs += [start(runner, "long_step") for _ in range(17)]
     try:
 
         def steps_running() -> int:
             return sum(
                 1
                 for run_id in runs
-                for step in _run(runner, run_id).get("steps", [])
+                for step in get_run(runner, run_id).get("steps", [])
                 if step["status"] == "running"
             )
 
@@ -130,14 +121,14 @@ def test_webhook_and_cancel_answer_while_every_worker_thread_could_be_taken_by_s
         shell_victim = next(
             r
             for r in runs[1:]
-            if any(step["status"] == "running" for step in _run(runner, r).get("steps", []))
+            if any(step["status"] == "running" for step in get_run(runner, r).get("steps", []))
         )
         # A command is killed; plain Python cannot be, and the run ends after the cancel's grace.
         for victim in (shell_victim, runs[0]):
             began = time.monotonic()
             assert runner.api("POST", f"/api/runs/{victim}/cancel").status_code in (200, 202)
             ended = runner.wait(
-                lambda victim=victim: (run := _run(runner, victim))["status"] in TERMINAL and run,
+                lambda victim=victim: (run := get_run(runner, victim))["status"] in TERMINAL and run,
                 "the canceled run",
                 timeout=30,
             )
@@ -148,7 +139,9 @@ def test_webhook_and_cancel_answer_while_every_worker_thread_could_be_taken_by_s
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda r: runner.api("POST", f"/api/runs/{r}/cancel"), runs))
         runner.wait(
-            lambda: all(_run(runner, r)["status"] in TERMINAL for r in runs), "every run to end", timeout=60
+            lambda: all(get_run(runner, r)["status"] in TERMINAL for r in runs),
+            "every run to end",
+            timeout=60,
         )
 
 
@@ -340,9 +333,9 @@ def test_ctrl_c_stops_the_runner_while_a_step_spins_in_plain_python(tmp_path: Pa
                     pass
             """,
         )
-        run_id = _start(started, "spin")
+        run_id = start(started, "spin")
         started.wait(
-            lambda: any(s["status"] == "running" for s in _run(started, run_id).get("steps", [])),
+            lambda: any(s["status"] == "running" for s in get_run(started, run_id).get("steps", [])),
             "the step to run",
             timeout=30,
         )

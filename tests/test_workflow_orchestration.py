@@ -96,6 +96,13 @@ class Engine:
     services: Services
     harness: DurableHarness
 
+    @classmethod
+    def of(cls, services: Services) -> Engine:
+        """The workflow bindings of ``services`` on a harness with a virtual clock."""
+        app = func.FunctionApp()
+        app.register_functions(workflows_blueprint(services))
+        return cls(services, DurableHarness(app, clock=VirtualClock()))
+
     def run(self, name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         run = self.services.workflows.start_run(name, params or {}, "test")
         self.harness.start_new(ORCHESTRATOR, run["id"], {"run_id": run["id"]})
@@ -115,10 +122,7 @@ class Engine:
 
 @pytest.fixture
 def engine(base_env: dict[str, str]) -> Iterator[Engine]:
-    services = build_services(load_settings(base_env))
-    app = func.FunctionApp()
-    app.register_functions(workflows_blueprint(services))
-    yield Engine(services, DurableHarness(app, clock=VirtualClock()))
+    yield Engine.of(build_services(load_settings(base_env)))
 
 
 def _workspace(engine: Engine) -> Path:
