@@ -10,6 +10,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from slipway.hostlimits import HostLimitError, parse_function_timeout
+
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.(\d+))?$")
 _APP_SETTING = re.compile(r"%([^%]+)%")
 
@@ -98,5 +100,9 @@ def load_host_config(app_root: Path, env: Mapping[str, str]) -> HostConfig:
 
 
 def _function_timeout(value: Any) -> timedelta | None:
-    # The default is the Premium and Dedicated plans' (the only plans Slipway runs on).
-    return None if str(value).strip() == "-1" else parse_timespan(str(value))
+    """Read as the app reads it (slipway.hostlimits), so the runner enforces what steps are sized to."""
+    try:
+        seconds = parse_function_timeout(value)
+    except HostLimitError as exc:
+        raise HostConfigError(str(exc)) from None
+    return None if seconds is None else timedelta(seconds=seconds)
