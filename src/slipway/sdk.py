@@ -31,11 +31,12 @@ from __future__ import annotations
 import contextvars
 import inspect
 import os
+import re
 import selectors
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -45,6 +46,7 @@ from slipway.processes import kill_process_group
 
 __all__ = [
     "Param",
+    "Secrets",
     "ShellError",
     "ShellResult",
     "Step",
@@ -55,10 +57,15 @@ __all__ = [
 ]
 
 PARAM_TYPES: dict[type, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
+# A workflow secret's name: as an environment variable's, in capitals (Key Vault's names are
+# case-insensitive, so two names differing in case could not both be kept there).
+SECRET_NAME_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{0,62}$")
 _MAX_STEPS = 200
 # A shell's captured stdout stays in memory for the caller; beyond this only the log has it.
 _MAX_CAPTURE_BYTES = 1024 * 1024
 _KILL_GRACE_SECONDS = 3.0
+# After a command exits, how long output of what it left running is still read.
+_DRAIN_SECONDS = 1.0
 
 
 class WorkflowDefinitionError(Exception):
@@ -124,6 +131,8 @@ _runtime: contextvars.ContextVar[StepRuntime | None] = contextvars.ContextVar("s
 class StepContext:
     """What a step function receives first.
 
+    ``secrets`` holds the values of the workflow secrets the workflow declares
+    (``Workflow(secrets=["NAME"])``), masked wherever they appear in the run's log;
     ``params`` are the run's validated parameters; ``outputs`` the outputs of every step that
     finished before this one (for ``on_failure`` handlers, all of them); ``failure`` names the
     step that failed for good and why (``on_failure`` handlers only); ``workdir`` is a scratch
@@ -138,6 +147,7 @@ class StepContext:
     outputs: Mapping[str, Any]
     workdir: Path
     failure: Mapping[str, str] | None = None
+    secrets: Mapping[str, str] = field(default_factory=dict)
 
     def log(self, message: str) -> None:
         """Write a line to the run's log."""
@@ -146,11 +156,52 @@ class StepContext:
             runtime.write(message.rstrip("\n") + "\n", "log")
 
 
-class Workflow:
-    """A workflow: parameters, steps and failure handlers."""
+class Secrets(Mapping[str, str]):
+    """``ctx.secrets``: the values of the secrets the workflow declared, read-only."""
 
-    def __init__(self, *, description: str = "", params: Mapping[str, Param] | None = None) -> None:
+    def __init__(self, values: Mapping[str, str], *, declared: Sequence[str]) -> None:
+        self._values = dict(values)
+        self._declared = tuple(declared)
+
+    def __getitem__(self, name: str) -> str:
+        try:
+            return self._values[name]
+        except KeyError:
+            if name not in self._declared:
+                raise KeyError(
+                    f"{name!r} is not declared: add it to Workflow(secrets=[...]) to read it"
+                ) from None
+            raise KeyError(f"secret {name!r} is not set: an admin sets it under Secrets") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:  # never the values, even in a debugger or a traceback
+        return f"Secrets({sorted(self._values)})"
+
+
+class Workflow:
+    """A workflow: parameters, secrets it reads, steps and failure handlers."""
+
+    def __init__(
+        self,
+        *,
+        description: str = "",
+        params: Mapping[str, Param] | None = None,
+        secrets: Sequence[str] = (),
+    ) -> None:
         self.description = description
+        if isinstance(secrets, str):
+            raise WorkflowDefinitionError('secrets must be a list of names, such as secrets=["API_TOKEN"]')
+        self.secrets: tuple[str, ...] = tuple(dict.fromkeys(secrets))
+        for name in self.secrets:
+            if not isinstance(name, str) or not SECRET_NAME_PATTERN.match(name):
+                raise WorkflowDefinitionError(
+                    f"secret name {name!r}: use capitals, digits and _ (such as API_TOKEN), at most 63"
+                )
         self.params: dict[str, Param] = dict(params or {})
         for name, param in self.params.items():
             if not name.isidentifier():
@@ -316,6 +367,7 @@ def shell(
     selector.register(process.stdout, selectors.EVENT_READ, "stdout")
     selector.register(process.stderr, selectors.EVENT_READ, "stderr")
     stop_reason: str | None = None
+    exited_at: float | None = None
 
     def emit(stream: str, data: bytes, final: bool = False) -> None:
         buffered = pending[stream] + data
@@ -347,9 +399,12 @@ def shell(
                 stop_reason = _stop_reason(runtime, started, timeout)
                 if stop_reason is not None:
                     kill_process_group(process, grace=_KILL_GRACE_SECONDS)
-            elif process.poll() is not None:
-                # Stopped: a process outside the group may hold the pipes open; stop reading.
-                break
+            if process.poll() is not None:
+                # A process it started in the background may hold the pipes open: stop reading
+                # soon after the command itself ended (the step's end kills what is left).
+                exited_at = exited_at or time.monotonic()
+                if stop_reason is not None or time.monotonic() - exited_at > _DRAIN_SECONDS:
+                    break
         process.wait()
     finally:
         selector.close()

@@ -40,3 +40,17 @@ class RunFinished(EngineError):
 
     code = "run_finished"
     status = 409
+
+
+class SnapshotRefused(EngineError):
+    """The ``workflows/`` folder cannot be pinned for a run (too large, or a file is missing)."""
+
+    code = "workflows_folder_refused"
+    status = 422
+
+
+class EnvironmentPreparing(EngineError):
+    """The workflow's Python environment is being built; its description follows once it is."""
+
+    code = "environment_preparing"
+    status = 503
