@@ -118,6 +118,10 @@ class Recipes:
             # No such site (404); binding one needs a connected repository (409).
             body = {"branch": "main"} if path_format.endswith("/binding") else {}
             return path_format.replace("{site}", "no-such-site"), {"json": body, "expect": {404, 409}}
+        if (method, path_format) == ("PUT", "/api/secrets/{name}"):
+            return f"/api/secrets/MATRIX_{n}", {"json": {"value": "matrix-value"}}
+        if (method, path_format) == ("DELETE", "/api/secrets/{name}"):
+            return f"/api/secrets/NEVER_SET_{n}", {"expect": {404}}
         assert "{" not in path_format, f"add a recipe for {method} {path_format} to the role matrix"
         return path_format, {}
 

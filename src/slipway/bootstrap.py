@@ -53,6 +53,7 @@ from slipway.gitsync.pending import PendingRequests
 from slipway.gitsync.service import GitSyncConfig, GitSyncService
 from slipway.gitsync.webhook import WebhookHandler
 from slipway.health import HealthService
+from slipway.workflow_secrets import WorkflowSecrets
 from slipway.workspace.journal import WorkspaceJournal
 from slipway.workspace.mode import WorkspaceModeStore
 from slipway.workspace.service import WorkspaceService
@@ -99,6 +100,7 @@ class Services:
     step_executor: StepExecutor
     deployments: DeploymentService
     deploy_pipeline: DeployPipeline
+    workflow_secrets: WorkflowSecrets
 
 
 def _credential(settings: Settings) -> TokenCredential:
@@ -229,6 +231,7 @@ def build_services(settings: Settings) -> Services:
         auth=auth,
         health=health,
         workspace=workspace,
+        workflow_secrets=WorkflowSecrets(secrets),
     )
 
 

@@ -1,7 +1,9 @@
 """A fake Azure Key Vault secrets endpoint speaking the REST wire format, over HTTPS.
 
 It covers what ``SecretClient`` needs: the bearer challenge (401 with ``WWW-Authenticate``),
-set/get/delete of secrets with soft delete, the deleted-secret collection and recovery, and
+set/get/delete of secrets with soft delete, listing secrets (paged by ``maxresults``, at most 25
+a page as in Azure, continued by a ``nextLink`` with a ``$skiptoken``), the deleted-secret
+collection and recovery, and
 Key Vault's error bodies (``{"error": {"code", "message", "innererror"}}``). A secret name can be
 made to answer 403, and deletion can be made to take a while, as it does in a real vault
 (until it completes the secret is in neither collection and a new PUT answers 409).
@@ -27,6 +29,7 @@ RESOURCE = "https://vault.azure.net"
 TOKEN = "fake-vault-access-token"  # the only bearer token this vault accepts
 CHALLENGE = f'Bearer authorization="https://login.microsoftonline.com/{TENANT}", resource="{RESOURCE}"'
 _NAME = re.compile(r"[0-9A-Za-z-]{1,127}")
+_PAGE_MAX = 25  # Key Vault's largest (and default) page of a list
 
 
 class FakeKeyVault(LoopbackServer):
@@ -37,6 +40,7 @@ class FakeKeyVault(LoopbackServer):
         self.forbidden: set[str] = set()  # names whose every operation answers 403
         self.deletion_seconds = 0.0  # how long a DELETE takes to land in /deletedsecrets
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status)
+        self.list_requests = 0  # pages of GET /secrets served
         self._versions: dict[str, list[tuple[str, str, int]]] = {}  # name -> [(version, value, created)]
         self._deleted: dict[str, tuple[float, int]] = {}  # name -> (visible from, deletedDate)
         self._lock = threading.Lock()
@@ -56,6 +60,8 @@ class FakeKeyVault(LoopbackServer):
         if "api-version" not in query:
             return _error(400, "BadParameter", "The request is missing the api-version query parameter")
         parts = path.strip("/").split("/")
+        if parts == ["secrets"] and method == "GET":
+            return self._list(query)
         if len(parts) < 2 or parts[0] not in ("secrets", "deletedsecrets") or not _NAME.fullmatch(parts[1]):
             return _error(400, "BadParameter", f"Invalid path {path}")
         collection, name, rest = parts[0], parts[1], parts[2:]
@@ -108,6 +114,29 @@ class FakeKeyVault(LoopbackServer):
             del self._deleted[name]
             return 200, self._bundle(name, "")
         return _error(405, "BadParameter", f"{method} {path} is not supported")
+
+    def _list(self, query: dict[str, list[str]]) -> tuple[int, Any]:
+        """GET /secrets: the active secrets' ids and attributes (never values), a page at a time."""
+        try:
+            size = int(query.get("maxresults", [str(_PAGE_MAX)])[0])
+            start = int(query.get("$skiptoken", ["0"])[0])
+        except ValueError:
+            return _error(400, "BadParameter", "maxresults and $skiptoken must be integers")
+        if not 1 <= size <= _PAGE_MAX:
+            return _error(400, "BadParameter", f"maxresults must be between 1 and {_PAGE_MAX}")
+        self.list_requests += 1
+        names = sorted(n for n, versions in self._versions.items() if versions and n not in self._deleted)
+        page = names[start : start + size]
+        items = []
+        for name in page:
+            bundle = self._bundle(name, "")
+            items.append({"id": f"{self.url}/secrets/{name}", "attributes": bundle["attributes"]})
+        following = start + size
+        next_link = None
+        if following < len(names):
+            version = query["api-version"][0]
+            next_link = f"{self.url}/secrets?api-version={version}&$skiptoken={following}&maxresults={size}"
+        return 200, {"value": items, "nextLink": next_link}
 
     def _bundle(self, name: str, version: str) -> dict[str, Any]:
         versions = self._versions[name]

@@ -15,6 +15,8 @@ import stat
 import tempfile
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -36,12 +38,25 @@ def check_secret_name(name: str) -> None:
         raise ValueError(f"secret name {name!r} must be 1-127 letters, digits or dashes")
 
 
+@dataclass(frozen=True)
+class SecretInfo:
+    """A stored secret without its value: its name and, where the store records it, when it last
+    changed (Key Vault does; the local file does not)."""
+
+    name: str
+    updated_on: datetime | None = None
+
+
 class SecretStore(Protocol):
     """Where Slipway keeps credentials it must be able to read back."""
 
     location: str
 
     def get_secret(self, name: str) -> str | None: ...
+
+    def list_secrets(self, *, prefix: str = "") -> list[SecretInfo]:
+        """The secrets whose names start with ``prefix``, sorted by name; never their values."""
+        ...
 
     def set_secret(self, name: str, value: str) -> None: ...
 
@@ -112,6 +127,11 @@ class FileSecretStore:
         with self._locked():
             return self._load().get(name)
 
+    def list_secrets(self, *, prefix: str = "") -> list[SecretInfo]:
+        with self._locked():
+            names = self._load()
+        return [SecretInfo(name) for name in sorted(names) if name.startswith(prefix)]
+
     def set_secret(self, name: str, value: str) -> None:
         check_secret_name(name)
         with self._locked():
@@ -149,6 +169,16 @@ class KeyVaultSecretStore:
             return self._client.get_secret(name).value
         except ResourceNotFoundError:
             return None
+
+    def list_secrets(self, *, prefix: str = "") -> list[SecretInfo]:
+        # Key Vault names are case-insensitive, so is the prefix; deleted secrets are not listed.
+        folded = prefix.lower()
+        found = [
+            SecretInfo(item.name, item.updated_on)
+            for item in self._client.list_properties_of_secrets()
+            if item.name and item.name.lower().startswith(folded)
+        ]
+        return sorted(found, key=lambda info: info.name)
 
     def set_secret(self, name: str, value: str) -> None:
         check_secret_name(name)

@@ -14,6 +14,7 @@ from slipway.api import (
     routes_github,
     routes_health,
     routes_me,
+    routes_secrets,
     routes_workflows,
     routes_workspace,
 )
@@ -31,6 +32,7 @@ ROUTERS = (
     routes_github.router,
     routes_workflows.router,
     routes_deployments.router,
+    routes_secrets.router,
 )
 
 
