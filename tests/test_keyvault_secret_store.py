@@ -169,3 +169,46 @@ def test_a_forbidden_secret_raises_without_the_value_in_the_message(
     assert value not in str(raised.value)
     assert value not in repr(raised.value)
     assert vault.value_of("locked") is None
+
+
+def test_listing_pages_through_the_vault_and_never_reads_a_value(
+    store: KeyVaultSecretStore, vault: FakeKeyVault
+) -> None:
+    for n in range(30):  # more than Key Vault's page of 25
+        store.set_secret(f"wf-KEY-{n:02d}", f"value-{n}")
+    store.set_secret("github-token", "ghp_s3cret")
+    store.set_secret("wf-GONE", "x")
+    store.delete_secret("wf-GONE")
+    vault.requests.clear()
+
+    listed = store.list_secrets(prefix="wf-")
+
+    assert [info.name for info in listed] == [f"wf-KEY-{n:02d}" for n in range(30)]
+    assert all(info.updated_on is not None for info in listed)
+    assert vault.list_requests == 2
+    assert {(method, path) for method, path, _ in vault.requests} == {("GET", "/secrets")}
+
+
+def test_the_listing_prefix_ignores_case_as_key_vault_names_do(store: KeyVaultSecretStore) -> None:
+    store.set_secret("WF-LOUD", "x")
+    store.set_secret("other", "y")
+
+    assert [info.name for info in store.list_secrets(prefix="wf-")] == ["WF-LOUD"]
+    assert [info.name for info in store.list_secrets()] == ["WF-LOUD", "other"]
+
+
+def test_workflow_secrets_round_trip_through_key_vault(
+    store: KeyVaultSecretStore, vault: FakeKeyVault
+) -> None:
+    from slipway.workflow_secrets import WorkflowSecrets
+
+    secrets = WorkflowSecrets(store)
+    assert secrets.set_secret("API_KEY", "k3y-value") is False
+    store.set_secret("github-token", "ghp_s3cret")
+
+    assert vault.value_of("wf-API-KEY") == "k3y-value"
+    assert [s["name"] for s in secrets.list_secrets()] == ["API_KEY"]
+    assert secrets.list_secrets()[0]["updated"] is not None
+    assert secrets.get_values(["API_KEY", "MISSING"]) == {"API_KEY": "k3y-value"}
+    secrets.delete_secret("API_KEY")
+    assert secrets.list_secrets() == []
