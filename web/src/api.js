@@ -303,6 +303,22 @@ export async function getGithubSyncs(limit = 50) {
 
 const segment = (value) => encodeURIComponent(String(value));
 
+// --- workflow secrets ---------------------------------------------------------------------------
+
+/** `{"secrets": [{"name", "updated"}]}`: names only; the API never returns a value. */
+export async function getSecrets() {
+  return jsonOf(await request("GET", "/api/secrets"));
+}
+
+/** Set or replace a value (admins); resolves to `{"name", "replaced"}`. The value is kept nowhere. */
+export async function putSecret(name, value) {
+  return jsonOf(await request("PUT", `/api/secrets/${segment(name)}`, { json: { value } }));
+}
+
+export async function deleteSecret(name) {
+  await request("DELETE", `/api/secrets/${segment(name)}`);
+}
+
 /** Every workflow file with its parameters and steps, or its load error (`error: {message, file, line}`). */
 export async function getWorkflows() {
   return jsonOf(await request("GET", "/api/workflows"));

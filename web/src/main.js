@@ -749,6 +749,23 @@ function loadGithubView() {
   return githubLoading;
 }
 
+// The Secrets view is loaded when its tab is first opened, too.
+let secrets = null;
+let secretsLoading = null;
+
+function loadSecretsView() {
+  secretsLoading ||= import("./secrets.js")
+    .then((module) => {
+      secrets = module.createSecretsView({ isAdmin: hasAdminRole, isEditor: hasEditorRole });
+      return secrets;
+    })
+    .catch((error) => {
+      secretsLoading = null;
+      throw new Error(`The Secrets view could not be loaded (${error.message}); reload the page.`);
+    });
+  return secretsLoading;
+}
+
 // The Workflows view (workflows, run form, run pages) is loaded when first opened, too.
 let workflows = null;
 let workflowsLoading = null;
@@ -832,7 +849,7 @@ function leaveRoute() {
   if (location.hash) history.pushState(null, "", location.pathname + location.search);
 }
 
-const VIEWS = ["editor", "workflows", "deployments", "github", "health"];
+const VIEWS = ["editor", "workflows", "deployments", "github", "secrets", "health"];
 
 function showView(name) {
   for (const view of VIEWS) {
@@ -865,10 +882,16 @@ function showView(name) {
   } else {
     github?.setVisible(false);
   }
+  if (name === "secrets") {
+    loadSecretsView().then(
+      (view) => view.setVisible(!$("view-secrets").hidden),
+      (error) => showError(error, "Secrets"),
+    );
+  }
   if (name === "health") health.refresh();
 }
 
-for (const name of ["editor", "github", "health"]) {
+for (const name of ["editor", "github", "secrets", "health"]) {
   $(`tab-${name}`).addEventListener("click", () => {
     leaveRoute();
     showView(name);
@@ -1079,6 +1102,7 @@ async function enter(principal, tree = null) {
   if (!session.signedIn) return;
   applyPermissions();
   github?.render(); // the actions depend on the roles just read
+  secrets?.render();
   workflows?.render();
   deployments?.render();
   updateSelectionButtons();
