@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -73,6 +74,9 @@ def test_an_admin_adds_replaces_and_deletes_a_secret(page: Page, runner: Runner)
     row = page.locator('#secrets-table tr[data-secret="API_KEY"]')
     expect(row).to_be_visible()
     expect(page.locator("#secrets-note")).to_have_text("1 secret")
+    expect(page.locator("#secrets-body")).to_have_text(
+        re.compile(r"^1 secretNameUpdated\s*API_KEY—Replace…Delete…$")
+    )
     assert VALUE not in page.content()
     screenshot(page, "secrets-list")
 

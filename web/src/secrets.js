@@ -149,7 +149,7 @@ export function createSecretsView({ isAdmin, isEditor }) {
       return;
     }
     if (!secrets.length) {
-      host.replaceChildren(h("p", { id: "secrets-note" }, admin ? "No secrets yet. Add one for a workflow to use." : "No secrets yet."), note);
+      host.replaceChildren(...[h("p", { id: "secrets-note" }, admin ? "No secrets yet. Add one for a workflow to use." : "No secrets yet."), note].filter(Boolean));
       return;
     }
     const table = h(
@@ -158,7 +158,7 @@ export function createSecretsView({ isAdmin, isEditor }) {
       h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Updated"), h("th", {}, ""))),
       h("tbody", {}, secrets.map(row)),
     );
-    host.replaceChildren(h("p", { id: "secrets-note" }, plural(secrets.length, "secret")), table, note);
+    host.replaceChildren(...[h("p", { id: "secrets-note" }, plural(secrets.length, "secret")), table, note].filter(Boolean));
   }
 
   async function refresh() {
