@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +21,39 @@ from slipway.local.azurite import Azurite, find_azurite, free_port
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The worker library `make install` fetched; `slipway dev` children of the tests inherit it.
 os.environ.setdefault("SLIPWAY_WORKER_LIBRARY", str(REPO_ROOT / ".worker" / "lib"))
+
+
+def _traversable(folder: Path) -> None:
+    """Let other users enter ``folder`` (not list it): workflow processes run as an unprivileged
+    user (slipway.isolation.boundary) and must reach the interpreter and the tests' folders."""
+    with contextlib.suppress(OSError):
+        mode = folder.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            folder.chmod(mode | stat.S_IXOTH)
+
+
+if os.getuid() == 0:
+    # As root, the tests run steps as `nobody`: the interpreter they share with the platform
+    # (a pyenv build under /root, say) must be reachable, as it is in the image (/usr/local).
+    for _path in {Path(sys.executable).resolve(), Path(sys.base_prefix).resolve()}:
+        for _folder in _path.parents:
+            _traversable(_folder)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest makes its temporary folders 0700; steps (another user) write pid files and read
+    # workspaces under them.
+    original = pytest.TempPathFactory.mktemp
+
+    def mktemp(self: pytest.TempPathFactory, basename: str, numbered: bool = True) -> Path:
+        made = original(self, basename, numbered)
+        for folder in [made, *made.parents]:
+            if folder == Path("/"):
+                break
+            _traversable(folder)
+        return made
+
+    pytest.TempPathFactory.mktemp = mktemp  # type: ignore[method-assign]
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +83,7 @@ def base_env(tmp_path: Path, storage_connection: str) -> dict[str, str]:
         "SLIPWAY_MIN_FREE_MB": "1",
         "SLIPWAY_SECRET_STORE": "file",
         "SLIPWAY_SECRETS_FILE": str(tmp_path / "secrets" / "secrets.json"),
+        "SLIPWAY_STEPS_DIR": str(tmp_path / "steps"),
     }
 
 

@@ -28,11 +28,19 @@ from slipway.local.durable import DurableHarness, VirtualClock
 from slipway.local.durable_history import HistoryEventType
 
 DAG = """
-    import threading
+    import time
     from slipway.sdk import Param, Workflow
 
     workflow = Workflow(params={"word": Param(str, default="ship")})
-    gate = threading.Barrier(2, timeout=20)
+
+
+    def gate(ctx, me, other):
+        # Wait (up to 20 s) for the other step to arrive too: each step is its own process.
+        (ctx.workdir / me).touch()
+        deadline = time.monotonic() + 20
+        while not (ctx.workdir / other).exists():
+            assert time.monotonic() < deadline, f"{other} never ran alongside {me}"
+            time.sleep(0.02)
 
     @workflow.step()
     def fetch(ctx):
@@ -41,12 +49,12 @@ DAG = """
     # left and right only run after fetch, and wait for each other: they must run together.
     @workflow.step(after=[fetch])
     def left(ctx, fetch):
-        gate.wait()
+        gate(ctx, "left", "right")
         return fetch["word"].upper()
 
     @workflow.step(after=[fetch])
     def right(ctx, fetch):
-        gate.wait()
+        gate(ctx, "right", "left")
         return fetch["word"][::-1]
 
     @workflow.step(after=[left, right])

@@ -46,6 +46,7 @@ from slipway.engine.loader import WorkflowLoader
 from slipway.engine.logs import RunLogStore, RunLogWriter
 from slipway.engine.runs import RunStore
 from slipway.engine.service import WorkflowService
+from slipway.engine.snapshots import Snapshots
 from slipway.gitsync.connection import TOKEN_SECRET, ConnectionStore
 from slipway.gitsync.journal import SyncJournal
 from slipway.gitsync.lease import SyncLease
@@ -53,6 +54,8 @@ from slipway.gitsync.pending import PendingRequests
 from slipway.gitsync.service import GitSyncConfig, GitSyncService
 from slipway.gitsync.webhook import WebhookHandler
 from slipway.health import HealthService
+from slipway.isolation.boundary import install_sdk, protect_platform, resolve_identity
+from slipway.isolation.launcher import Launcher
 from slipway.workflow_secrets import WorkflowSecrets
 from slipway.workspace.journal import WorkspaceJournal
 from slipway.workspace.mode import WorkspaceModeStore
@@ -107,6 +110,17 @@ def _credential(settings: Settings) -> TokenCredential:
     if settings.storage.client_id:
         return ManagedIdentityCredential(client_id=settings.storage.client_id)
     return DefaultAzureCredential(exclude_interactive_browser_credential=True)
+
+
+def step_launcher(settings: Settings) -> Launcher:
+    """What starts workflow processes: as the step user, importing only the SDK's copy. With a
+    debugger, no process is started ahead of its step, so each one starts under the debugger."""
+    identity = resolve_identity(settings.step_user)
+    protect_platform(identity)
+    settings.steps_dir.mkdir(parents=True, exist_ok=True)
+    settings.steps_dir.chmod(0o755)
+    sdk_dir = install_sdk(settings.steps_dir)
+    return Launcher(identity, sdk_dir, warm=settings.debugging is None)
 
 
 def build_services(settings: Settings) -> Services:
@@ -190,13 +204,24 @@ def build_services(settings: Settings) -> Services:
     )
     runs = RunStore(tables)
     # Absolute: code objects carry this path, and debuggers match breakpoints against it.
+    workspace_dir = settings.workspace_dir.absolute()
+    versions = BlobStore(blob_service)
     loader = WorkflowLoader(
-        settings.workspace_dir.absolute(), BlobStore(blob_service), host_limits=settings.host_limits
+        workspace_dir,
+        versions,
+        snapshots=Snapshots(workspace_dir, versions, settings.steps_dir / "snapshots"),
+        launcher=step_launcher(settings),
+        home=settings.steps_dir / "home",
+        host_limits=settings.host_limits,
+        load_timeout=float(settings.load_timeout_seconds),
     )
     log_store = RunLogStore(tables, limit_bytes=settings.run_log_limit_bytes)
     log_writer = RunLogWriter(log_store)
     workflows = WorkflowService(loader, runs, log_store, log_writer, queues, settings.temp_dir)
-    step_executor = StepExecutor(loader, runs, log_writer, CancelWatch(runs), settings.temp_dir)
+    workflow_secrets = WorkflowSecrets(secrets)
+    step_executor = StepExecutor(
+        loader, runs, log_writer, CancelWatch(runs), settings.temp_dir, secrets=workflow_secrets
+    )
     deployments, deploy_pipeline = _deployments(
         settings,
         tables,
@@ -231,7 +256,7 @@ def build_services(settings: Settings) -> Services:
         auth=auth,
         health=health,
         workspace=workspace,
-        workflow_secrets=WorkflowSecrets(secrets),
+        workflow_secrets=workflow_secrets,
     )
 
 

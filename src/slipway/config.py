@@ -145,6 +145,30 @@ SETTINGS: tuple[Setting, ...] = (
         default="/tmp/slipway/git",  # noqa: S108 - the container's own local disk, not the share
     ),
     Setting(
+        "SLIPWAY_STEPS_DIR",
+        "Local-disk folder for what workflow processes run from: snapshots of `workflows/` pinned by "
+        "runs and the copy of the SDK they import (never the share). Every folder on the way must "
+        "be enterable by the step user.",
+        "./.dev/steps",
+        default="/tmp/slipway/steps",  # noqa: S108 - the container's own local disk, not the share
+    ),
+    Setting(
+        "SLIPWAY_STEP_USER",
+        "The user workflow code (loads and steps) runs as when Slipway runs as root: empty for "
+        "`slipway-step` (the image creates it), else `nobody`; a user name; or `self` to run "
+        "steps as the platform's own user (no isolation: only for a machine where no other user "
+        "can run the interpreter).",
+        "",
+        default="",
+    ),
+    Setting(
+        "SLIPWAY_LOAD_TIMEOUT_SECONDS",
+        "How long loading a workflow file (importing it in its own process to list, validate or plan "
+        "it) may take before it is stopped and reported as a load error at the line it hung.",
+        "10",
+        default="10",
+    ),
+    Setting(
         "SLIPWAY_GITHUB_API_URL",
         "GitHub REST API base URL.",
         "https://api.github.com",
@@ -489,6 +513,9 @@ class Settings:
     run_log_limit_bytes: int = 20 * 1024 * 1024
     archive_max_bytes: int = 100 * 1024 * 1024
     durable_retention_days: int = 30
+    steps_dir: Path = Path("/tmp/slipway/steps")  # noqa: S108
+    step_user: str = ""
+    load_timeout_seconds: int = 10
     debugging: DebugSettings | None = None
     host_limits: HostLimits = field(default_factory=HostLimits)
     deploy: DeploySettings = field(
@@ -652,6 +679,9 @@ def load_settings(env: Mapping[str, str], *, app_root: Path | None = None) -> Se
     durable_retention_days = parsed("SLIPWAY_DURABLE_RETENTION_DAYS", _parse_positive_int, 30)
     if durable_retention_days < 1:
         problems.append("SLIPWAY_DURABLE_RETENTION_DAYS=0 is malformed: expected at least 1")
+    load_timeout = parsed("SLIPWAY_LOAD_TIMEOUT_SECONDS", _parse_positive_int, 10)
+    if load_timeout < 1:
+        problems.append("SLIPWAY_LOAD_TIMEOUT_SECONDS=0 is malformed: expected at least 1")
     if run_log_limit_mb < 1:
         problems.append("SLIPWAY_RUN_LOG_LIMIT_MB=0 is malformed: expected at least 1")
     debugging: DebugSettings | None = None
@@ -694,6 +724,9 @@ def load_settings(env: Mapping[str, str], *, app_root: Path | None = None) -> Se
         run_log_limit_bytes=run_log_limit_mb * 1024 * 1024,
         archive_max_bytes=parsed("SLIPWAY_ARCHIVE_MAX_MB", _parse_positive_int, 100) * 1024 * 1024,
         durable_retention_days=durable_retention_days,
+        steps_dir=Path(raw("SLIPWAY_STEPS_DIR")),
+        step_user=raw("SLIPWAY_STEP_USER").strip(),
+        load_timeout_seconds=load_timeout,
         debugging=debugging,
         host_limits=host_limits,
         deploy=deploy,

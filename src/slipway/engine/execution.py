@@ -1,31 +1,30 @@
-"""Running one attempt of one step, in the worker that received the activity.
+"""Running one attempt of one step, in a process of its own (``slipway.isolation``).
 
-The step's function runs in this thread with its output (``print``, ``ctx.log``, ``shell``)
-routed into the run's log. Its result is stored in the step's row, where dependants read it:
-orchestration histories carry only small outcomes, never step data.
+The worker that received the activity starts the step's process, streams its output
+(``print``, ``ctx.log``, ``shell``) into the run's log with the workflow's secrets masked, and
+stops it (and everything it started) on the step's timeout, a cancel or shutdown. The result
+is stored in the step's row, where dependants read it: orchestration histories carry only
+small outcomes, never step data or secrets.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import sys
 import threading
 import time
-import traceback
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol
 
-from slipway import sdk
 from slipway.engine.loader import WorkflowLoader
 from slipway.engine.logs import RunLogWriter
 from slipway.engine.runs import MAX_ERROR_CHARS, RunStore, now_iso
+from slipway.isolation.boundary import prepare_folder
+from slipway.masking import SecretMask
 
 log = logging.getLogger("slipway.engine.execution")
 
-MAX_OUTPUT_CHARS = 32_000
 _CANCEL_CHECK_SECONDS = 1.0
 _shutting_down = threading.Event()
 
@@ -75,80 +74,22 @@ class CancelWatch:
 
 
 class _AttemptRuntime:
-    def __init__(
-        self,
-        writer: RunLogWriter,
-        cancels: CancelWatch,
-        run_id: str,
-        step: str,
-        timeout: float | None,
-        workdir: Path,
-    ) -> None:
-        self.workdir = workdir
-        self._writer = writer
+    """Why a running attempt must stop now, asked every tenth of a second while it runs."""
+
+    def __init__(self, cancels: CancelWatch, run_id: str) -> None:
         self._cancels = cancels
         self._run_id = run_id
-        self._step = step
-        self._timeout = timeout
-        self._started = time.monotonic()
-
-    def write(self, text: str, stream: str) -> None:
-        self._writer.write(self._run_id, self._step, stream, text)
-
-    def remaining_seconds(self) -> float | None:
-        if self._timeout is None:
-            return None
-        return self._timeout - (time.monotonic() - self._started)
 
     def should_stop(self) -> str | None:
         if _shutting_down.is_set():
             return "stopped: Slipway is shutting down"
-        remaining = self.remaining_seconds()
-        if remaining is not None and remaining <= 0:
-            return f"stopped: the step's timeout of {self._timeout:g} s passed"
         if self._cancels.canceled(self._run_id):
             return "stopped: the run was canceled"
         return None
 
 
-class _RoutedStream(io.TextIOBase):
-    """sys.stdout/sys.stderr: text written by a running step goes to its run's log."""
-
-    def __init__(self, original: TextIO, stream: str) -> None:
-        self._original = original
-        self._stream = stream
-
-    def write(self, text: str) -> int:
-        runtime = sdk._runtime.get()
-        if runtime is None:
-            return self._original.write(text)
-        runtime.write(text, self._stream)
-        return len(text)
-
-    def flush(self) -> None:
-        self._original.flush()
-
-    def fileno(self) -> int:
-        return self._original.fileno()
-
-    def isatty(self) -> bool:
-        return False
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return getattr(self._original, "encoding", "utf-8")
-
-
-_routing_lock = threading.Lock()
-
-
-def route_output() -> None:
-    """Route ``print`` from steps into run logs (once per process)."""
-    with _routing_lock:
-        if not isinstance(sys.stdout, _RoutedStream):
-            sys.stdout = _RoutedStream(sys.stdout, "stdout")
-        if not isinstance(sys.stderr, _RoutedStream):
-            sys.stderr = _RoutedStream(sys.stderr, "stderr")
+class SecretValues(Protocol):
+    def get_values(self, names: Iterable[str]) -> dict[str, str]: ...
 
 
 class StepExecutor:
@@ -159,24 +100,38 @@ class StepExecutor:
         writer: RunLogWriter,
         cancels: CancelWatch,
         temp_dir: Path,
+        *,
+        secrets: SecretValues | None = None,
     ) -> None:
         self._loader = loader
         self._runs = runs
         self._writer = writer
         self._cancels = cancels
         self._temp_dir = temp_dir
+        self._secrets = secrets
 
     def run_attempt(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """Run attempt ``attempt`` of ``step``; the outcome for the orchestrator, never raises
-        for the step's own failures."""
+        """Run attempt ``attempt`` of ``step`` in a process of its own; the outcome for the
+        orchestrator, never raises for the step's own failures."""
         run_id, name, attempt = str(request["run_id"]), str(request["step"]), int(request["attempt"])
         failure = request.get("failure")
         run = self._runs.get_run(run_id)
         self._cancels.seed(run_id, run)
-        loaded = self._loader.load_version(run["workflow"], run["version"])
-        if loaded is None or loaded.workflow is None:
+        loaded = self._loader.load_version(
+            run["workflow"],
+            run["version"],
+            run.get("snapshot"),
+            log=lambda text: self._writer.line(run_id, name, "system", text),
+        )
+        if loaded is None or loaded.workflow is None or loaded.interpreter is None:
+            reason = (
+                loaded.error.message if loaded is not None and loaded.error is not None else "it was not kept"
+            )
             return self._refuse(
-                run_id, name, attempt, f"version {run['version']} of {run['workflow']} cannot be loaded"
+                run_id,
+                name,
+                attempt,
+                f"version {run['version']} of {run['workflow']} cannot be loaded: {reason}",
             )
         workflow = loaded.workflow
         step = workflow.steps.get(name) or workflow.failure_handlers.get(name)
@@ -214,47 +169,66 @@ class StepExecutor:
         else:
             outputs = self._runs.outputs(run_id, step.after)
             arguments = {dependency: outputs.get(dependency) for dependency in step.after}
+        values = self._secrets.get_values(workflow.secrets) if self._secrets and workflow.secrets else {}
+        missing = [secret for secret in workflow.secrets if secret not in values]
+        if missing:
+            error = f"secret {', '.join(missing)} is not set: an admin sets it under Secrets"
+            return self._end(run_id, name, attempt, began, ok=False, error=error)
+        mask = SecretMask(values.values())
         workdir = run_workdir(self._temp_dir, run_id)
-        workdir.mkdir(parents=True, exist_ok=True)
-        context = sdk.StepContext(
-            run_id=run_id,
-            workflow=run["workflow"],
-            step=name,
-            attempt=attempt,
-            params=json.loads(run.get("params") or "{}"),
-            outputs=outputs,
-            workdir=workdir,
-            failure=failure,
-        )
+        prepare_folder(workdir, self._loader.launcher.identity)
         # The plan's timeout (the step's own, or the host's limit when it declared none).
         timeout = request.get("timeout", step.timeout)
-        runtime = _AttemptRuntime(self._writer, self._cancels, run_id, name, timeout, workdir)
-        route_output()
-        token = sdk._runtime.set(runtime)
-        try:
-            result = step.function(context, **arguments)
-        except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            self._write_traceback(run_id, name, exc)
-            canceled = self._cancels.canceled(run_id)
-            return self._end(
-                run_id, name, attempt, began, ok=False, error=_error_text(exc), canceled=canceled
-            )
-        finally:
-            sdk._runtime.reset(token)
-        try:
-            encoded = json.dumps(result)
-        except (TypeError, ValueError) as exc:
-            return self._end(run_id, name, attempt, began, ok=False,
-                             error=f"the step returned a value that is not JSON: {exc}")  # fmt: skip
-        if len(encoded) > MAX_OUTPUT_CHARS:
-            return self._end(
-                run_id, name, attempt, began, ok=False,
-                error=f"the step's output is {len(encoded)} characters of JSON; at most {MAX_OUTPUT_CHARS} "
-                "pass between steps: write large data to ctx.workdir and return its path",
-            )  # fmt: skip
-        return self._end(run_id, name, attempt, began, ok=True, output=encoded)
+        child_request = {
+            "mode": "step",
+            "workflow": run["workflow"],
+            "snapshot": str(self._loader.materialise(loaded)),
+            "real": str(self._loader.workspace_dir),
+            "step": name,
+            "context": {
+                "run_id": run_id,
+                "workflow": run["workflow"],
+                "attempt": attempt,
+                "params": json.loads(run.get("params") or "{}"),
+                "outputs": outputs,
+                "workdir": str(workdir),
+                "failure": failure,
+            },
+            "arguments": arguments,
+            "secrets": values,
+            "timeout": timeout,
+        }
+
+        def output(stream: str, line: str) -> None:
+            self._writer.write(run_id, name, stream, mask.clean(line) + "\n")
+
+        outcome = self._loader.launcher.run(
+            child_request,
+            python=loaded.interpreter.python,
+            site=loaded.interpreter.site,
+            home=workdir / ".home",
+            on_output=output,
+            should_stop=_AttemptRuntime(self._cancels, run_id).should_stop,
+            timeout=float(timeout) if timeout else None,
+        )
+        if outcome.killed:
+            shown = ", ".join(f"{p['pid']} {str(p['cmd'])[:80]}" for p in outcome.killed[:10])
+            more = f" and {len(outcome.killed) - 10} more" if len(outcome.killed) > 10 else ""
+            text = f"■ stopped {len(outcome.killed)} process(es) the step left running: {shown}{more}"
+            self._writer.line(run_id, name, "system", mask.clean(text))
+        answer = outcome.answer or {}
+        canceled = self._cancels.canceled(run_id)
+        if outcome.stopped is not None:
+            return self._end(run_id, name, attempt, began, ok=False, error=outcome.stopped, canceled=canceled)
+        if answer.get("t") == "result" and answer.get("ok"):
+            return self._end(run_id, name, attempt, began, ok=True, output=mask.clean(str(answer["output"])))
+        if answer.get("t") == "result":
+            error = mask.clean(str(answer.get("error")))[:MAX_ERROR_CHARS]
+        elif answer.get("t") == "load_error":
+            error = mask.clean(f"{answer.get('file')}:{answer.get('line')}: {answer.get('message')}")
+        else:
+            error = f"the step ended without a result: {outcome.describe_exit()}"
+        return self._end(run_id, name, attempt, began, ok=False, error=error, canceled=canceled)
 
     def _end(
         self,
@@ -298,15 +272,3 @@ class StepExecutor:
         self._writer.line(run_id, name, "system", f"✘ {error}")
         self._writer.flush(run_id)
         return {"ok": False, "error": error}
-
-    def _write_traceback(self, run_id: str, name: str, exc: BaseException) -> None:
-        frames = traceback.extract_tb(exc.__traceback__)[1:]  # drop this module's call frame
-        text = "Traceback (most recent call last):\n" + "".join(traceback.format_list(frames))
-        text += "".join(traceback.format_exception_only(type(exc), exc))
-        self._writer.write(run_id, name, "stderr", text)
-
-
-def _error_text(exc: BaseException) -> str:
-    text = str(exc)
-    message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return message[:MAX_ERROR_CHARS]

@@ -81,7 +81,15 @@ class RunStore:
     # ------------------------------------------------------------------------ runs
 
     def create_run(
-        self, run_id: str, *, workflow: str, version: str, params: Mapping[str, Any], requested_by: str
+        self,
+        run_id: str,
+        *,
+        workflow: str,
+        version: str,
+        params: Mapping[str, Any],
+        requested_by: str,
+        snapshot: str = "",
+        environment: str = "",
     ) -> dict[str, Any]:
         row = {
             "PartitionKey": RUN_PARTITION,
@@ -89,6 +97,10 @@ class RunStore:
             "run_id": run_id,
             "workflow": workflow,
             "version": version,
+            # The workflows/ folder as it was queued (slipway.engine.snapshots) and the key of the
+            # Python environment it was described in: every step of the run uses both.
+            "snapshot": snapshot,
+            "environment": environment,
             "params": json.dumps(params),
             "status": QUEUED,
             "requested_by": requested_by,

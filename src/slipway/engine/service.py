@@ -13,7 +13,7 @@ from typing import Any
 
 from slipway.adapters.queues import QueueBus
 from slipway.engine import params as run_params
-from slipway.engine.errors import RunFinished, WorkflowLoadFailed, WorkflowNotFound
+from slipway.engine.errors import EnvironmentPreparing, RunFinished, WorkflowLoadFailed, WorkflowNotFound
 from slipway.engine.execution import run_workdir
 from slipway.engine.loader import LoadedWorkflow, WorkflowLoader
 from slipway.engine.logs import RunLogStore, RunLogWriter
@@ -63,6 +63,8 @@ def workflow_view(loaded: LoadedWorkflow) -> dict[str, Any]:
         "params": [],
         "steps": [],
         "on_failure": [],
+        "secrets": [],
+        "preparing": loaded.preparing,
         "error": None,
     }
     if loaded.error is not None:
@@ -72,8 +74,10 @@ def workflow_view(loaded: LoadedWorkflow) -> dict[str, Any]:
             "line": loaded.error.line,
         }
         return view
-    assert loaded.workflow is not None
+    if loaded.workflow is None:  # its environment is being built
+        return view
     workflow = loaded.workflow
+    view["secrets"] = list(workflow.secrets)
     view["description"] = workflow.description
     view["params"] = run_params.describe(workflow.params)
     view["steps"] = [
@@ -131,8 +135,8 @@ class WorkflowService:
     def get_workflow(self, name: str) -> dict[str, Any]:
         return workflow_view(self._current(name))
 
-    def _current(self, name: str) -> LoadedWorkflow:
-        loaded = self.loader.load_current(name)
+    def _current(self, name: str, *, wait: bool = False) -> LoadedWorkflow:
+        loaded = self.loader.load_current(name, wait=wait)
         if loaded is None:
             raise WorkflowNotFound(f"no workflow named {name!r}: expected the file workflows/{name}.py")
         return loaded
@@ -141,16 +145,25 @@ class WorkflowService:
 
     def start_run(self, name: str, given: Any, requested_by: str) -> dict[str, Any]:
         """Validate, pin the version and queue the run; the run as it now is (queued)."""
-        loaded = self._current(name)
+        loaded = self._current(name, wait=True)
         if loaded.error is not None:
             error = loaded.error
             raise WorkflowLoadFailed(f"{error.file}:{error.line}: {error.message}")
-        assert loaded.workflow is not None
+        if loaded.workflow is None:
+            raise EnvironmentPreparing(
+                f"the Python packages of {name} are still being installed; start the run again in a moment"
+            )
         values = run_params.validate(loaded.workflow.params, given)
         self.loader.pin(loaded)
         run_id = new_run_id()
         row = self.runs.create_run(
-            run_id, workflow=name, version=loaded.version, params=values, requested_by=requested_by
+            run_id,
+            workflow=name,
+            version=loaded.version,
+            params=values,
+            requested_by=requested_by,
+            snapshot=loaded.snapshot.id,
+            environment=loaded.interpreter.lock if loaded.interpreter else "",
         )
         try:
             self._queues.send_message(RUNS_QUEUE, {"action": START, "run_id": run_id})
@@ -274,12 +287,19 @@ class WorkflowService:
                 "status": CANCELED,
                 "error": f"canceled by {row.get('canceled_by', 'someone')} before it started",
             }
-        loaded = self.loader.load_version(row["workflow"], row["version"])
+        loaded = self.loader.load_version(
+            row["workflow"],
+            row["version"],
+            row.get("snapshot"),
+            log=lambda text: self.log_writer.line(run_id, "", "system", text),
+        )
         if loaded is None:
             return {"status": FAILED, "error": f"version {row['version']} of {row['workflow']} was not kept"}
         if loaded.error is not None:
             error = loaded.error
             return {"status": FAILED, "error": f"{error.file}:{error.line}: {error.message}"}
+        if loaded.workflow is None:
+            return {"status": FAILED, "error": "the workflow's Python environment could not be prepared"}
         specs = plan_of(loaded, self.loader.host_limits)
         self.runs.create_steps(run_id, specs)
         started = now_iso()

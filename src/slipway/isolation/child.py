@@ -13,6 +13,7 @@ events descriptor: ``described`` or ``load_error`` for a load, ``result`` for a 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import importlib.machinery
 import importlib.util
 import json
@@ -262,6 +263,9 @@ def main(request: Mapping[str, Any]) -> int:
     signal.signal(signal.SIGTERM, _on_stop)
     if request.get("home"):
         os.environ["HOME"] = str(request["home"])
+    if request.get("hang_report"):
+        # A load that hangs is stopped by the platform; this says where it hung, first.
+        faulthandler.dump_traceback_later(float(request["hang_report"]), file=sys.stderr)
     try:
         workflow, error = _load(request)
         if error is not None:
