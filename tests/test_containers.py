@@ -16,6 +16,9 @@ from compose_files import load_compose, validate_compose
 from slipway.cli import main as slipway_cli
 from slipway.config import SETTINGS, load_settings
 from slipway.engine.loader import WorkflowLoader
+from slipway.engine.snapshots import Snapshots
+from slipway.isolation.boundary import install_sdk, resolve_identity
+from slipway.isolation.launcher import Launcher
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SLIPWAY_SETTINGS = {s.env for s in SETTINGS if not s.host_only}
@@ -242,7 +245,15 @@ def test_slipway_init_writes_a_workflow_repository_that_runs_and_debugs(
         def get(self, container: str, name: str) -> bytes | None:
             return None
 
-    hello = WorkflowLoader(repo, NoVersions()).load_current("hello")
+    steps = tmp_path / "steps"
+    loader = WorkflowLoader(
+        repo,
+        NoVersions(),
+        snapshots=Snapshots(repo, NoVersions(), steps / "snapshots"),
+        launcher=Launcher(resolve_identity(""), install_sdk(steps), warm=False),
+        home=steps / "home",
+    )
+    hello = loader.load_current("hello")
     assert hello is not None and hello.error is None
 
     # A second init refuses to overwrite; --keep-existing only fills in what is missing.
