@@ -40,8 +40,8 @@ What is not, though a command might use it:
   ``SLIPWAY_*``, ``FUNCTIONS_*``, ``AZURE_*``, ``APPLICATIONINSIGHTS_*``, connection strings.
 
 A caller that needs less names the subset it inherits (a build, for one, sets its own ``HOME``
-and locale). This boundary is for the processes Slipway starts: a step's Python code itself runs
-in the worker.
+and locale). A workflow's own process (its loads and steps) starts from the same allow-list;
+:mod:`slipway.isolation.boundary` adds what that process needs and says what else it can reach.
 """
 
 from __future__ import annotations

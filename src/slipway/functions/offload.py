@@ -15,8 +15,9 @@ at once in one worker.
 
 A deadline bounds the invocation itself: past it the activity answers (timed out) even if
 the code it ran has not returned, so no invocation outlives host.json's ``functionTimeout``,
-which would make the host restart the worker and fail everything in flight on it. Plain
-Python code that ignores its stop flag finishes in the background, its result discarded.
+which would make the host restart the worker and fail everything in flight on it. A step's
+code runs in a process of its own (``slipway.isolation``), stopped by its own timeout well
+before this deadline; the deadline is the guard should that process not answer.
 """
 
 from __future__ import annotations
