@@ -23,8 +23,8 @@ workspace and measures, through the API as a user drives it:
    Slipway function; `--profile-output FILE` keeps the raw samples for a flame graph.
 
 Every figure is measured twice in one run, first on a reference checkout (``--against REV``, by
-default the last commit whose runner called functions directly instead of through the Python
-worker's dispatch; a git worktree beside this one), then on this checkout, both with the image's
+default the last commit whose steps ran inside the worker's process instead of a process of
+their own; a git worktree beside this one), then on this checkout, both with the image's
 ``PYTHON_THREADPOOL_THREAD_COUNT`` of 16, and a comparison closes the output.
 """
 
@@ -56,9 +56,8 @@ from runner_process import Runner, start_runner
 from slipway.engine.loader import source_version
 
 TERMINAL = ("succeeded", "failed", "canceled")
-# The last commit whose runner called functions directly (asyncio.to_thread, episodes on the
-# loop, the API straight over uvicorn) rather than through the Python worker's dispatch.
-REFERENCE = "ff127fe"
+# The last commit whose steps ran in the worker's own process (before slipway.isolation).
+REFERENCE = "3bc1572"
 CLIENTS = 8
 
 ONE_STEP = """\
@@ -325,6 +324,8 @@ def per_step(runner: Runner, client: httpx.Client, steps: int, rounds: int = 5) 
           f" (includes the queue poll's jitter), {ms((many_in - one_in) / steps).strip()} from started")  # fmt: skip
     _figures["per-step overhead ms"] = (many - one) / steps * 1000
     _figures["per-step overhead from started ms"] = (many_in - one_in) / steps * 1000
+    _figures["step started -> finished mean ms"] = statistics.mean(bodies) * 1000
+    _figures[f"{steps} sequential steps, started -> finished ms"] = many_in * 1000
     print(f"   of which     step started -> finished (row + log writes) mean {ms(statistics.mean(bodies))}, "
           f"previous step finished -> next started (orchestrator + dispatch) mean {ms(statistics.mean(gaps))}")  # fmt: skip
 
@@ -460,15 +461,14 @@ def measure(args: argparse.Namespace, app_root: Path, label: str) -> dict[str, f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=200, help="runs for the throughput figure")
-    parser.add_argument("--steps", type=int, default=20, help="steps of the sequential workflow")
+    parser.add_argument("--steps", type=int, default=40, help="steps of the sequential workflow")
     parser.add_argument("--profile", action="store_true", help="sample the runner with py-spy as well")
     parser.add_argument("--profile-output", type=Path, help="keep py-spy's raw samples in this file")
     parser.add_argument(
         "--against",
         default=REFERENCE,
         help=f"git revision measured the same way first, as the reference (default {REFERENCE}, the "
-        "last one whose runner called functions directly instead of through the worker's dispatch); "
-        "'none' to skip it",
+        "last one whose steps ran in the worker's own process); 'none' to skip it",
     )
     args = parser.parse_args()
     results: list[tuple[str, dict[str, float]]] = []
