@@ -99,11 +99,13 @@ def test_a_shell_step_gets_path_home_network_and_its_env_but_none_of_the_platfor
 
     step = engine.steps(run)["show"]
     assert step["status"] == "succeeded", step
-    assert step["output"] == host_environment["HOME"]
+    # HOME is the run's own folder (the step runs as another user than the worker's HOME's owner).
+    assert step["output"].endswith(f"/runs/{run['id']}/.home")
+    assert step["output"] != host_environment["HOME"]
     log = engine.log_text(run)
     env = environment_of(log)
     assert_basics_but_no_secret(env, log)
-    assert env["HOME"] == host_environment["HOME"]
+    assert env["HOME"] == step["output"]
     assert env["DEPLOY_TARGET"] == "staging"
 
 
