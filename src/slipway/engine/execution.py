@@ -121,6 +121,7 @@ class StepExecutor:
             run["workflow"],
             run["version"],
             run.get("snapshot"),
+            environment=run.get("environment"),
             log=lambda text: self._writer.line(run_id, name, "system", text),
         )
         if loaded is None or loaded.workflow is None or loaded.interpreter is None:

@@ -219,6 +219,7 @@ class WorkflowLoader:
         version: str,
         snapshot_id: str | None,
         *,
+        environment: str | None = None,
         log: Callable[[str], None] | None = None,
     ) -> LoadedWorkflow | None:
         """The pinned version (building its environment if needed, its progress to ``log``),
@@ -240,7 +241,7 @@ class WorkflowLoader:
             materialised = self.snapshots.materialise(snapshot)
             path = materialised / FOLDER / f"{name}.py"
             source = path.read_bytes() if path.is_file() else b""
-        return self._describe(name, source, snapshot, contents, log=log, wait=True)
+        return self._describe(name, source, snapshot, contents, log=log, wait=True, environment=environment)
 
     def materialise(self, loaded: LoadedWorkflow) -> Path:
         return self.snapshots.materialise(loaded.snapshot, loaded.contents)
@@ -256,6 +257,7 @@ class WorkflowLoader:
         *,
         log: Callable[[str], None] | None,
         wait: bool,
+        environment: str | None = None,
     ) -> LoadedWorkflow:
         version = source_version(source)
 
@@ -273,7 +275,12 @@ class WorkflowLoader:
             return loaded(error=LoadError("the file changed while it was being read; try again",
                                           self._relative(name), 1))  # fmt: skip
         snapshot_dir = self.snapshots.materialise(snapshot, contents)
-        interpreter = self.interpreters.for_workflow(name, snapshot_dir, log=log, wait=wait)
+        for_lock = getattr(self.interpreters, "for_lock", None)
+        if environment and for_lock is not None:
+            # A run's steps use the environment it was queued with, never a fresh resolution.
+            interpreter = for_lock(environment, log=log)
+        else:
+            interpreter = self.interpreters.for_workflow(name, snapshot_dir, log=log, wait=wait)
         if interpreter is None:
             return loaded(preparing=True)
         if isinstance(interpreter, LoadError):

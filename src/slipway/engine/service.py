@@ -291,6 +291,7 @@ class WorkflowService:
             row["workflow"],
             row["version"],
             row.get("snapshot"),
+            environment=row.get("environment"),
             log=lambda text: self.log_writer.line(run_id, "", "system", text),
         )
         if loaded is None:

@@ -145,8 +145,16 @@ def workflows_blueprint(services: Services) -> df.Blueprint:
         return {"status": status, "error": error}
 
     @blueprint.activity_trigger(input_name="runid")
-    def workflow_plan(runid: str) -> dict[str, Any]:
-        return engine.plan(runid)
+    async def workflow_plan(runid: str) -> dict[str, Any]:
+        # Off the worker's threads: on an instance that has not built the run's Python
+        # environment yet, planning installs its packages first.
+        return await run_long(
+            "steps",
+            engine.plan,
+            runid,
+            deadline_seconds=float(services.settings.host_limits.step_seconds),
+            on_deadline=lambda: {"status": "failed", "error": "the run could not be planned in time"},
+        )
 
     @blueprint.activity_trigger(input_name="request")
     async def workflow_step(request: dict) -> dict[str, Any]:
