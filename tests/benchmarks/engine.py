@@ -17,7 +17,9 @@ workspace and measures, through the API as a user drives it:
    to be the new value. Target: under 1 s.
 3. Per-step overhead: a workflow of K sequential trivial steps against one of 1 step, each run
    alone: (total(K) - total(1)) / K.
-4. With `--profile` (py-spy on PATH or beside this Python, e.g. `pip install py-spy`): where
+4. A chatty neighbour: 20 one-step runs alone, then beside a run printing 500,000 lines of 100
+   characters (ratio of the two), then the time a cancel of the chatty run takes to end it.
+5. With `--profile` (py-spy on PATH or beside this Python, e.g. `pip install py-spy`): where
    the runner's CPU goes while it works through N more runs, sampled with `py-spy record --gil`,
    summarised by kind (storage SDK calls, orchestrator replay, HTTP serving, ...) and by
    Slipway function; `--profile-output FILE` keeps the raw samples for a flame graph.
@@ -330,6 +332,53 @@ def per_step(runner: Runner, client: httpx.Client, steps: int, rounds: int = 5) 
           f"previous step finished -> next started (orchestrator + dispatch) mean {ms(statistics.mean(gaps))}")  # fmt: skip
 
 
+CHATTY = """\
+import sys
+from slipway.sdk import Workflow
+
+workflow = Workflow(description="prints 500,000 lines of 100 characters")
+
+
+@workflow.step(timeout=1200)
+def chatter(ctx):
+    line = "x" * 99 + "\\n"
+    for _ in range(500_000):
+        sys.stdout.write(line)
+"""
+
+
+def chatty_neighbour(runner: Runner, client: httpx.Client, runs: int = 20) -> None:
+    print(f"\n4. A chatty run (500,000 lines of 100 characters) beside {runs} one-step runs, then its cancel")
+    write_workflow(runner, "bench_chatty", CHATTY)
+
+    def burst() -> float:
+        began = time.monotonic()
+        ids = [post_run(client, "bench_one")["id"] for _ in range(runs)]
+        wait_all(client, ids)
+        return time.monotonic() - began
+
+    alone = burst()
+    chatty = post_run(client, "bench_chatty")["id"]
+    deadline = time.monotonic() + 60
+    while client.get(f"/api/runs/{chatty}").json()["status"] != "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # well into its output
+    beside = burst()
+    asked = time.monotonic()
+    client.post(f"/api/runs/{chatty}/cancel")
+    while client.get(f"/api/runs/{chatty}").json()["status"] not in TERMINAL:
+        if time.monotonic() - asked > 120:
+            break
+        time.sleep(0.05)
+    ended = time.monotonic() - asked
+    final = client.get(f"/api/runs/{chatty}").json()
+    print(f"   {runs} runs alone {ms(alone)}   beside the chatty run {ms(beside)}   ratio {beside / alone:.2f}")
+    print(f"   cancel of the chatty run: {final['status']} after {ms(ended)} (goal: within 10 s)")
+    _figures["20 runs alone ms"] = alone * 1000
+    _figures["20 runs beside a chatty run ms"] = beside * 1000
+    _figures["cancel of a chatty run ms"] = ended * 1000
+
+
 # -------------------------------------------------------------------------------- profile
 
 
@@ -451,6 +500,8 @@ def measure(args: argparse.Namespace, app_root: Path, label: str) -> dict[str, f
                 throughput(runner, client, args.runs)
                 save_to_run(runner, client)
                 per_step(runner, client, args.steps)
+                if not args.no_chatty:
+                    chatty_neighbour(runner, client)
                 if args.profile:
                     profile(runner, client, args.runs, folder, args.profile_output)
         finally:
@@ -462,6 +513,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=200, help="runs for the throughput figure")
     parser.add_argument("--steps", type=int, default=40, help="steps of the sequential workflow")
+    parser.add_argument("--no-chatty", action="store_true", help="skip the chatty-neighbour figure")
     parser.add_argument("--profile", action="store_true", help="sample the runner with py-spy as well")
     parser.add_argument("--profile-output", type=Path, help="keep py-spy's raw samples in this file")
     parser.add_argument(
