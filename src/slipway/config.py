@@ -169,6 +169,35 @@ SETTINGS: tuple[Setting, ...] = (
         default="10",
     ),
     Setting(
+        "SLIPWAY_ENVIRONMENTS_DIR",
+        "Local-disk folder of the Python environments built for workflows' packages (one per "
+        "resolved set) and of uv's cache (never the share). Every folder on the way must be "
+        "enterable by the step user.",
+        "./.dev/environments",
+        default="/tmp/slipway/environments",  # noqa: S108 - the container's own local disk
+    ),
+    Setting(
+        "SLIPWAY_PACKAGE_INDEX_URL",
+        "Package index workflows' packages are installed from (a PEP 503 simple index URL, which "
+        "may hold its credentials); empty for PyPI.",
+        "",
+        default="",
+        secret=True,
+    ),
+    Setting(
+        "SLIPWAY_PACKAGE_FIND_LINKS",
+        "A folder (or URL of a page) of wheels to install workflows' packages from as well as the "
+        "index: for air-gapped installs. Empty: none.",
+        "",
+        default="",
+    ),
+    Setting(
+        "SLIPWAY_ENVIRONMENT_BUILD_TIMEOUT_SECONDS",
+        "Time limit of resolving a workflow's packages and of building their environment.",
+        "600",
+        default="600",
+    ),
+    Setting(
         "SLIPWAY_GITHUB_API_URL",
         "GitHub REST API base URL.",
         "https://api.github.com",
@@ -460,6 +489,16 @@ class DeploySettings:
 
 
 @dataclass(frozen=True)
+class EnvironmentSettings:
+    """Where workflows' package environments are built and where their packages come from."""
+
+    root: Path = Path("/tmp/slipway/environments")  # noqa: S108
+    index_url: str = field(default="", repr=False)
+    find_links: str = ""
+    build_timeout_seconds: float = 600.0
+
+
+@dataclass(frozen=True)
 class StorageConnection:
     """How to reach the storage account: a connection string, or an account and identity."""
 
@@ -521,6 +560,7 @@ class Settings:
     deploy: DeploySettings = field(
         default_factory=lambda: DeploySettings(Path("/tmp/slipway/deploy"), Path("/tmp/slipway/deploy-cache"))  # noqa: S108
     )
+    environments: EnvironmentSettings = field(default_factory=EnvironmentSettings)
 
 
 def _parse_bool(raw: str) -> bool:
@@ -694,6 +734,7 @@ def load_settings(env: Mapping[str, str], *, app_root: Path | None = None) -> Se
             problems.append("ENABLE_DEBUGGING=true is refused: this process runs in Azure App Service")
         debugging = DebugSettings(raw("DEBUG_HOST").strip(), debug_port, debug_wait)
     deploy = _deploy_settings(raw, parsed, problems)
+    environments = _environment_settings(raw, parsed, problems)
     host_limits = HostLimits()
     try:
         host_limits = read_host_limits(app_root or Path(env.get("AzureWebJobsScriptRoot") or "."))
@@ -730,6 +771,7 @@ def load_settings(env: Mapping[str, str], *, app_root: Path | None = None) -> Se
         debugging=debugging,
         host_limits=host_limits,
         deploy=deploy,
+        environments=environments,
     )
     if problems:
         raise SettingsError(problems)
@@ -791,4 +833,22 @@ def _deploy_settings(
         keep_artifacts=at_least_one("SLIPWAY_DEPLOY_KEEP", 10),
         local_sites_url=sites_url,
         azure=azure,
+    )
+
+
+def _environment_settings(
+    raw: Callable[[str], str], parsed: Callable[[str, Callable[[str], Any], Any], Any], problems: list[str]
+) -> EnvironmentSettings:
+    index_url = ""
+    if raw("SLIPWAY_PACKAGE_INDEX_URL").strip():
+        index_url = parsed("SLIPWAY_PACKAGE_INDEX_URL", _parse_http_url, "")
+    timeout = parsed("SLIPWAY_ENVIRONMENT_BUILD_TIMEOUT_SECONDS", _parse_positive_int, 600)
+    if timeout < 1:
+        problems.append("SLIPWAY_ENVIRONMENT_BUILD_TIMEOUT_SECONDS=0 is malformed: expected at least 1")
+        timeout = 600
+    return EnvironmentSettings(
+        root=Path(raw("SLIPWAY_ENVIRONMENTS_DIR")),
+        index_url=index_url,
+        find_links=raw("SLIPWAY_PACKAGE_FIND_LINKS").strip(),
+        build_timeout_seconds=float(timeout),
     )
