@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import pwd
 import signal
 import socket
 import stat
@@ -380,6 +381,36 @@ def test_no_file_of_a_built_environment_is_writable_by_other_users(environments:
     assert checked > 10
     for folder in (environments.root, environments.root / "envs"):
         assert folder.stat().st_mode & 0o777 == 0o755
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="runs the environment as another user only under root")
+def test_the_step_user_can_import_from_an_environment_but_not_change_it(environments: Environments) -> None:
+    lock = lock_of(environments, "sw-gamma")
+    python = environments.ensure(lock, log=lambda _line: None, timeout=TIMEOUT)
+    poison = (
+        "import pathlib, sw_gamma\n"
+        "print(sw_gamma.VERSION)\n"
+        "target = pathlib.Path(sw_gamma.__file__)\n"
+        "for attempt in (lambda: target.write_text('x'), lambda: (target.parent / 'evil.py').write_text('x')):\n"
+        "    try:\n"
+        "        attempt()\n"
+        "        print('written')\n"
+        "    except PermissionError:\n"
+        "        print('refused')\n"
+    )
+    done = subprocess.run(
+        [str(python), "-c", poison],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        user="nobody",
+        group=pwd.getpwnam("nobody").pw_gid,
+        extra_groups=[],
+        cwd="/",
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["3.0", "refused", "refused"]
 
 
 def test_settings_say_where_environments_are_built_and_where_packages_come_from(

@@ -73,7 +73,8 @@ class Environments:
         self.python = python
         self._envs = self.root / "envs"
         self._locks = self.root / "locks"
-        for folder, mode in ((self.root, 0o755), (self._envs, 0o755), (self._locks, 0o700)):
+        private = (self._locks, self.root / "uv-cache", self.root / "resolutions")
+        for folder, mode in ((self.root, 0o755), (self._envs, 0o755), *((p, 0o700) for p in private)):
             folder.mkdir(parents=True, exist_ok=True)
             folder.chmod(mode)
         self._uv = UvRunner(uv or find_uv(), self.root / "uv-cache", index_url, find_links)
