@@ -42,11 +42,13 @@ from slipway.deploy.records import DeploymentStore
 from slipway.deploy.service import DeploymentService, same_repository
 from slipway.deploy.slots import BuildSlots
 from slipway.engine.execution import CancelWatch, StepExecutor
+from slipway.engine.interpreters import WorkflowInterpreters
 from slipway.engine.loader import WorkflowLoader
 from slipway.engine.logs import RunLogStore, RunLogWriter
 from slipway.engine.runs import RunStore
 from slipway.engine.service import WorkflowService
 from slipway.engine.snapshots import Snapshots
+from slipway.environments.store import Environments
 from slipway.gitsync.connection import TOKEN_SECRET, ConnectionStore
 from slipway.gitsync.journal import SyncJournal
 from slipway.gitsync.lease import SyncLease
@@ -212,6 +214,15 @@ def build_services(settings: Settings) -> Services:
         snapshots=Snapshots(workspace_dir, versions, settings.steps_dir / "snapshots"),
         launcher=step_launcher(settings),
         home=settings.steps_dir / "home",
+        interpreters=WorkflowInterpreters(
+            Environments(
+                settings.environments.root,
+                index_url=settings.environments.index_url,
+                find_links=settings.environments.find_links,
+            ),
+            versions,
+            timeout=settings.environments.build_timeout_seconds,
+        ),
         host_limits=settings.host_limits,
         load_timeout=float(settings.load_timeout_seconds),
     )

@@ -103,6 +103,7 @@ def compose_environment(
         "SLIPWAY_WEB_DIR": str((options.app_root / "web" / "dist").resolve()),
         "SLIPWAY_GIT_DIR": str(data / "git"),
         "SLIPWAY_STEPS_DIR": str(data / "steps"),
+        "SLIPWAY_ENVIRONMENTS_DIR": str(data / "environments"),
         # The local static host: published sites are served at /sites/<site>/.
         "SLIPWAY_LOCAL_SITES_DIR": str(data / "sites"),
         # Where deployments verify what they published: this runner's own port.
