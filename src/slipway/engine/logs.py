@@ -84,12 +84,15 @@ class RunLogStore:
         """Store ``lines`` (already cut by ``cap_line``) after the run's last, and count
         ``dropped`` more lines the caller kept back beyond the limit; the counter as it is now."""
         usage = None
-        for start in range(0, len(lines), _BATCH):
-            last = start + _BATCH >= len(lines)
-            usage = self._append_batch(run_id, lines[start : start + _BATCH], dropped if last else 0)
-        if usage is None:
-            usage = self._append_batch(run_id, [], dropped) if dropped else self.usage(run_id)
-        return usage
+        batches = [lines[start : start + _BATCH] for start in range(0, len(lines), _BATCH)]
+        for n, batch in enumerate(batches):
+            # The count goes with the last batch, if its marker (should it need one) has room.
+            counted = dropped if n == len(batches) - 1 and len(batch) < _BATCH else 0
+            usage = self._append_batch(run_id, batch, counted)
+            dropped -= counted
+        if dropped:
+            usage = self._append_batch(run_id, [], dropped)
+        return usage if usage is not None else self.usage(run_id)
 
     def usage(self, run_id: str) -> LogUsage:
         """The run's counter, read once: the next ``append`` starts from it without a read."""
@@ -360,7 +363,8 @@ class RunLogWriter:
         run.used += size
         run.unstored += size
         run.pushed += 1
-        self._schedule(run, now=False)
+        # A run first seen goes at once: its counter says how much of its limit is left.
+        self._schedule(run, now=not run.known)
 
     def _full(self, run: _RunLog) -> bool:
         return len(run.pending) >= self._max_lines or run.pending_bytes >= self._max_bytes
@@ -454,7 +458,11 @@ class RunLogWriter:
             for _ in range(self._turn_transactions):
                 with run.lock:
                     taken = [run.pending.popleft() for _ in range(min(_BATCH, len(run.pending)))]
-                    dropped, run.dropped = run.dropped, 0
+                    # The count of lines beyond the limit follows the marker's place in the
+                    # queue, so it goes once the queue is empty.
+                    dropped = 0
+                    if not run.pending:
+                        dropped, run.dropped = run.dropped, 0
                     if not taken and not dropped:
                         break
                     taken_bytes = sum(size for _, size in taken)
@@ -501,9 +509,34 @@ class RunLogWriter:
             log.warning("could not read the log counter of run %s", run.run_id, exc_info=True)
             return
         with run.lock:
+            # What was queued meanwhile is measured again from there: lines past the limit
+            # are only counted, after one marker.
             run.known = True
-            run.used += usage.bytes
-            run.over = run.over or usage.dropped > 0
+            used, over, counted = usage.bytes, usage.dropped > 0, 0
+            marked = over
+            kept: deque[tuple[LogLine, int]] = deque()
+            for line, size in run.pending:
+                beyond = line.dropped or (
+                    line.stream != "system" and (over or used + size > self._store.limit_bytes)
+                )
+                if not beyond:
+                    kept.append((line, size))
+                    used += size
+                    continue
+                over = True
+                if marked:
+                    counted += line.dropped or 1
+                else:
+                    marked = True
+                    kept.append((LogLine("", "system", "", line.time, dropped=line.dropped or 1), 0))
+            run.finished += len(run.pending) - len(kept)
+            run.pending = kept
+            run.pending_bytes = run.unstored = used - usage.bytes
+            run.used = used
+            run.over = run.over or over
+            run.dropped += counted
+            run.dropped_total += counted
+            run.changed.notify_all()
 
     # -- flushing --------------------------------------------------------------------------
 
