@@ -17,8 +17,10 @@ import pytest
 from runner_process import Runner, start_runner
 from workflow_files import line_of, write_workflow
 
+from slipway.bootstrap import build_services
 from slipway.childenv import INHERITED
-from slipway.config import SETTINGS
+from slipway.config import SETTINGS, load_settings
+from slipway.isolation.boundary import IsolationUnavailable
 from slipway.local.azurite import connection_string
 
 pytestmark = pytest.mark.skipif(os.getuid() != 0, reason="steps run as another user only under root")
@@ -440,3 +442,14 @@ def test_a_multi_file_workflow_is_pinned_across_an_edit_made_mid_run(runner: Run
     assert old["status"] == new["status"] == "succeeded", (old, new)
     assert old["steps"][1]["output"] == ["old", "OLD", str(helper)]
     assert new["steps"][1]["output"] == ["new", "new!", str(helper)]
+
+
+def test_a_steps_folder_the_step_user_cannot_enter_stops_start_up_naming_it(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    hidden.chmod(0o700)
+    settings = load_settings({**base_env, "SLIPWAY_STEPS_DIR": str(hidden / "steps")})
+    with pytest.raises(IsolationUnavailable, match=f"cannot enter {hidden}"):
+        build_services(settings)

@@ -56,7 +56,13 @@ from slipway.gitsync.pending import PendingRequests
 from slipway.gitsync.service import GitSyncConfig, GitSyncService
 from slipway.gitsync.webhook import WebhookHandler
 from slipway.health import HealthService
-from slipway.isolation.boundary import install_sdk, protect_platform, resolve_identity
+from slipway.isolation.boundary import (
+    check_reachable,
+    install_sdk,
+    interpreter,
+    protect_platform,
+    resolve_identity,
+)
 from slipway.isolation.launcher import Launcher
 from slipway.workflow_secrets import WorkflowSecrets
 from slipway.workspace.journal import WorkspaceJournal
@@ -122,6 +128,8 @@ def step_launcher(settings: Settings) -> Launcher:
     settings.steps_dir.mkdir(parents=True, exist_ok=True)
     settings.steps_dir.chmod(0o755)
     sdk_dir = install_sdk(settings.steps_dir)
+    # Fail at start, naming the folder, rather than in every load with "No module named slipway".
+    check_reachable(identity, [interpreter(), sdk_dir, settings.environments.root])
     return Launcher(identity, sdk_dir, warm=settings.debugging is None)
 
 

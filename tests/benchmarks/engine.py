@@ -490,6 +490,7 @@ def measure(args: argparse.Namespace, app_root: Path, label: str) -> dict[str, f
     env = {**RUNNER_ENV, **({"PYTHONPATH": str(app_root / "src")} if app_root != REPO else {})}
     with tempfile.TemporaryDirectory(prefix="slipway-bench-") as scratch:
         folder = Path(scratch)
+        folder.chmod(0o755)  # workflow processes run as another user and must reach its folders
         (folder / "workspace").mkdir()
         runner = start_runner(folder, app_root=app_root, extra_env=env)
         try:

@@ -181,13 +181,18 @@ def check_reachable(identity: StepIdentity, paths: list[Path]) -> None:
         return
     for target in paths:
         for folder in [*reversed(target.resolve().parents)]:
-            mode = folder.stat().st_mode
-            owner_ok = folder.stat().st_uid == identity.uid and mode & stat.S_IXUSR
-            group_ok = folder.stat().st_gid == identity.gid and mode & stat.S_IXGRP
+            try:
+                info = folder.stat()
+            except FileNotFoundError:
+                break  # made later, by the platform, with modes the step user can enter
+            mode = info.st_mode
+            owner_ok = info.st_uid == identity.uid and mode & stat.S_IXUSR
+            group_ok = info.st_gid == identity.gid and mode & stat.S_IXGRP
             if not (mode & stat.S_IXOTH or owner_ok or group_ok):
                 raise IsolationUnavailable(
                     f"workflow steps run as {identity.name}, who cannot enter {folder} (on the way to "
-                    f"{target}): make it traversable (chmod o+x {folder}) or move the folder"
+                    f"{target}): make it traversable (chmod o+x {folder}), move the folder, or set "
+                    "SLIPWAY_STEP_USER=self to run workflow code as the platform's own user"
                 )
 
 
