@@ -122,9 +122,14 @@ def ms(seconds: float) -> str:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (its own threads, not its children)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100.0  # utime, stime in clock ticks (USER_HZ 100)
+    """User + system CPU time of a process and of its children it has reaped (a step's processes
+    come and go; their time lands in the runner's cutime/cstime); 0 for a process that is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    # utime, stime, cutime, cstime in clock ticks (USER_HZ 100)
+    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / 100.0
 
 
 def children(pid: int) -> list[int]:
