@@ -40,6 +40,7 @@ class WorkflowInterpreters:
         self._timeout = timeout
         self._building: dict[str, threading.Thread] = {}
         self._in_use: dict[str, float] = {}
+        self._locks: dict[str, Lock] = {}  # kept locks read once: a lock never changes
         self._lock = threading.Lock()
         self._swept = time.monotonic()
 
@@ -65,10 +66,15 @@ class WorkflowInterpreters:
 
     def for_lock(self, key: str, *, log: Callable[[str], None] | None) -> Interpreter | LoadError:
         """The environment a run recorded, built from its kept lock (never resolved again)."""
-        text = self._versions.get(CONTAINER, f"locks/{key}.txt")
-        if text is None:
-            return LoadError(f"the run's package lock {key[:12]} was not kept", "", 1)
-        ready = self._ready(Lock.of(text.decode()), log=log, wait=True)
+        lock = self._locks.get(key)
+        if lock is None:
+            text = self._versions.get(CONTAINER, f"locks/{key}.txt")
+            if text is None:
+                return LoadError(f"the run's package lock {key[:12]} was not kept", "", 1)
+            lock = Lock.of(text.decode())
+            with self._lock:
+                self._locks[key] = lock
+        ready = self._ready(lock, log=log, wait=True)
         assert ready is not None
         return ready
 

@@ -71,6 +71,7 @@ class Snapshots:
         self._versions = versions
         self._local = local_dir
         self._lock = threading.Lock()
+        self._fetched: dict[str, Snapshot] = {}
         self._kept: set[str] = set()
 
     @property
@@ -119,6 +120,10 @@ class Snapshots:
 
     def fetch(self, snapshot_id: str) -> Snapshot | None:
         """A kept snapshot by its id, or None when it was never kept (or does not match)."""
+        with self._lock:
+            known = self._fetched.get(snapshot_id)
+        if known is not None:  # a snapshot never changes: every step of a run reads it once here
+            return known
         raw = self._versions.get(CONTAINER, f"snapshots/{snapshot_id}.json")
         if raw is None:
             return None
@@ -127,7 +132,13 @@ class Snapshots:
         except (ValueError, KeyError, TypeError):
             return None
         snapshot = Snapshot.of({str(k): str(v) for k, v in files.items()})
-        return snapshot if snapshot.id == snapshot_id else None
+        if snapshot.id != snapshot_id:
+            return None
+        with self._lock:
+            if len(self._fetched) > 1000:
+                self._fetched.clear()
+            self._fetched[snapshot_id] = snapshot
+        return snapshot
 
     def single_file(self, name: str, source: bytes) -> tuple[Snapshot, dict[str, bytes]]:
         """A snapshot of one workflow file alone (runs queued before whole-folder snapshots)."""
