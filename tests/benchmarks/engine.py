@@ -377,7 +377,9 @@ def chatty_neighbour(runner: Runner, client: httpx.Client, runs: int = 20) -> No
         time.sleep(0.05)
     ended = time.monotonic() - asked
     final = client.get(f"/api/runs/{chatty}").json()
-    print(f"   {runs} runs alone {ms(alone)}   beside the chatty run {ms(beside)}   ratio {beside / alone:.2f}")
+    print(
+        f"   {runs} runs alone {ms(alone)}   beside the chatty run {ms(beside)}   ratio {beside / alone:.2f}"
+    )
     print(f"   cancel of the chatty run: {final['status']} after {ms(ended)} (goal: within 10 s)")
     _figures["20 runs alone ms"] = alone * 1000
     _figures["20 runs beside a chatty run ms"] = beside * 1000
