@@ -35,7 +35,8 @@ ENV AzureWebJobsScriptRoot=/home/site/wwwroot \
     SLIPWAY_TEMP_DIR=/mnt/temp \
     SLIPWAY_WEB_DIR=/home/site/wwwroot/web/dist \
     SLIPWAY_GIT_DIR=/var/lib/slipway/git \
-    SLIPWAY_STEPS_DIR=/var/lib/slipway/steps
+    SLIPWAY_STEPS_DIR=/var/lib/slipway/steps \
+    SLIPWAY_ENVIRONMENTS_DIR=/var/lib/slipway/environments
 
 # git fetches the connected repository and checks out projects to build. Versions are not
 # pinned: the base image's Debian release fixes them, and pinning exact Debian revisions breaks
@@ -83,7 +84,8 @@ COPY src/ src/
 RUN pip install --no-cache-dir --no-deps --editable . \
     && python -c "import slipway, slipway.functions" \
     && mkdir -p /workspace /mnt/temp /var/lib/slipway/git /var/lib/slipway/steps \
-    && chmod 0755 /var/lib/slipway /var/lib/slipway/steps \
+        /var/lib/slipway/environments \
+    && chmod 0755 /var/lib/slipway /var/lib/slipway/steps /var/lib/slipway/environments \
     && useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin slipway-step
 # (slipway-step: workflow code, every load and step, runs as this unprivileged user, never as the
 # platform's root, so it cannot read the platform's settings, keys, files or memory; see

@@ -34,8 +34,13 @@ def _traversable(folder: Path) -> None:
 
 if os.getuid() == 0:
     # As root, the tests run steps as `nobody`: the interpreter they share with the platform
-    # (a pyenv build under /root, say) must be reachable, as it is in the image (/usr/local).
-    for _path in {Path(sys.executable).resolve(), Path(sys.base_prefix).resolve()}:
+    # (a pyenv build under /root, say) must be reachable, as it is in the image (/usr/local);
+    # so must the virtual environment it is started as, in a checkout under a 0700 `mktemp -d`.
+    for _path in {
+        Path(sys.executable).absolute(),
+        Path(sys.executable).resolve(),
+        Path(sys.base_prefix).resolve(),
+    }:
         for _folder in _path.parents:
             _traversable(_folder)
 

@@ -111,6 +111,9 @@ DEFAULTED_IN_AZURE = {
     # Builds and their dependency cache on the container's own disk, never on a share.
     "SLIPWAY_DEPLOY_DIR": "/tmp/slipway/deploy",
     "SLIPWAY_DEPLOY_CACHE_DIR": "/tmp/slipway/deploy-cache",
+    # Workflows' packages come from PyPI unless an admin names a private index or a wheel folder.
+    "SLIPWAY_PACKAGE_INDEX_URL": "",
+    "SLIPWAY_PACKAGE_FIND_LINKS": "",
 }
 # Settings that must not be in the app settings at all.
 FORBIDDEN_SETTINGS = {
