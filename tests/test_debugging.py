@@ -388,6 +388,12 @@ def test_a_breakpoint_in_a_workflow_step_stops_the_run_and_shows_its_frame(
         values = _locals(session, top)
         assert values.get("greeting") == "'hello debugger'", values
         assert "marker" not in values  # stopped before the line ran
+        # pydevd runs the supervisor as `-m` would, with "" on sys.path; -P's promise holds.
+        on_path = session.request(
+            "evaluate",
+            {"expression": '"" in __import__("sys").path', "frameId": top["id"], "context": "repl"},
+        )
+        assert on_path["body"]["result"] == "False", on_path
 
         # While the step is held, the platform answers and shows the run as running.
         assert runner.api("GET", "/api/health").status_code == 200
@@ -429,6 +435,11 @@ def test_a_breakpoint_in_a_workflow_step_stops_the_run_and_shows_its_frame(
             "loud": "HELLO DEBUGGER!",
         }
         assert not debugger.errors, debugger.errors
+        # Both processes of the step were followed: the supervisor and the user process it forks.
+        assert len(debugger.attached) >= 2, debugger.attached
+        # debugpy's frozen-modules warning stays out of the step's log.
+        logs = runner.api("GET", f"/api/runs/{run_id}/logs").json()["lines"]
+        assert not [line for line in logs if "Debugger warning" in line["text"]], logs
 
         # Detach without stopping the runner: the app keeps serving.
         root.request("disconnect", {"restart": False, "terminateDebuggee": False})

@@ -130,7 +130,8 @@ def step_launcher(settings: Settings) -> Launcher:
     sdk_dir = install_sdk(settings.steps_dir)
     # Fail at start, naming the folder, rather than in every load with "No module named slipway".
     check_reachable(identity, [interpreter(), sdk_dir, settings.environments.root])
-    return Launcher(identity, sdk_dir, warm=settings.debugging is None)
+    debugging = settings.debugging is not None
+    return Launcher(identity, sdk_dir, warm=not debugging, debugging=debugging)
 
 
 def build_services(settings: Settings) -> Services:

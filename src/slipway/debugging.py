@@ -1,8 +1,13 @@
 """debugpy in the worker process, started once, when the settings ask for it.
 
-The worker imports the function app once at start-up; that is where ``listen`` runs, so a
-debugger attached to the port sees every thread that later runs an activity, and stops at
-breakpoints in workspace files (the engine compiles them under their real paths).
+The worker imports the function app once at start-up; that is where ``listen`` runs. Workflow
+code runs in processes of its own (:mod:`slipway.isolation`): debugpy follows them (its
+subprocess support, on here explicitly) by rewriting the command line of every Python process
+the worker starts, and of the fork the supervisor makes for the user code, so that each one
+connects to the adapter. The adapter announces each to the attached client (``debugpyAttach``),
+which attaches to it on a connection of its own (VS Code does this by itself); each process
+waits for that before it runs anything. Breakpoints in workspace files match because the child
+compiles them under their real paths.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ def start_debugging(settings: DebugSettings | None) -> tuple[str, int] | None:
         if _listening is None:
             import debugpy  # imported only when asked for: it patches threading on import
 
+            # The default, spelled out: without it breakpoints in steps never stop (they run
+            # in child processes). It cannot be set from the client's attach configuration.
+            debugpy.configure(subProcess=True)
             try:
                 host, port = debugpy.listen((settings.host, settings.port))
             except (OSError, RuntimeError) as exc:

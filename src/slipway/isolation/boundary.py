@@ -145,7 +145,9 @@ def install_sdk(root: Path) -> Path:
     return target
 
 
-def step_environment(sdk_dir: Path, home: Path, identity: StepIdentity) -> dict[str, str]:
+def step_environment(
+    sdk_dir: Path, home: Path, identity: StepIdentity, *, debugging: bool = False
+) -> dict[str, str]:
     """The whole environment of a workflow's process (see the module's docstring)."""
     env = child_environment(
         {
@@ -160,6 +162,11 @@ def step_environment(sdk_dir: Path, home: Path, identity: StepIdentity) -> dict[
     )
     if identity.separate:
         env["USER"] = env["LOGNAME"] = identity.name
+    if debugging:
+        # ENABLE_DEBUGGING only. debugpy follows this process by rewriting its argv (no setting
+        # needs to pass for that); without this it would print, into every step's log, that
+        # frozen standard-library modules may miss breakpoints (workflow files never are).
+        env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
     return env
 
 

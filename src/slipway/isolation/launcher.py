@@ -66,9 +66,16 @@ class ChildOutcome:
 
 class Launcher:
     def __init__(
-        self, identity: StepIdentity, sdk_dir: Path, *, grace: float = 3.0, warm: bool = True
+        self,
+        identity: StepIdentity,
+        sdk_dir: Path,
+        *,
+        grace: float = 3.0,
+        warm: bool = True,
+        debugging: bool = False,
     ) -> None:
         self.identity = identity
+        self.debugging = debugging
         self.sdk_dir = sdk_dir
         self.grace = grace
         # One process per interpreter started ahead, waiting for its request: a step does not
@@ -80,7 +87,7 @@ class Launcher:
     def _spawn(self, python: Path, site: bool) -> tuple[subprocess.Popen[bytes], int]:
         events_read, events_write = os.pipe()
         argv = [str(python), "-P", "-s", *([] if site else ["-S"]), "-m", "slipway.isolation.supervisor"]
-        env = step_environment(self.sdk_dir, self.sdk_dir, self.identity)
+        env = step_environment(self.sdk_dir, self.sdk_dir, self.identity, debugging=self.debugging)
         env["SLIPWAY_EVENTS_FD"] = str(events_write)
         identity: dict[str, Any] = {}
         if self.identity.separate:

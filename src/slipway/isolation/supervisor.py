@@ -138,6 +138,10 @@ class Supervisor:
 
 
 def main() -> int:
+    # Under a debugger (ENABLE_DEBUGGING) pydevd runs this module as `python -m` would and puts
+    # "" (the working folder, a run's workdir for the user code) first on sys.path: -P keeps it out.
+    if sys.flags.safe_path and "" in sys.path:
+        sys.path.remove("")
     given = int(os.environ.pop("SLIPWAY_EVENTS_FD", EVENTS_FD))
     if given != EVENTS_FD:
         os.dup2(given, EVENTS_FD)
