@@ -17,8 +17,9 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 import httpx
+import pytest
 
-from slipway.functions.gitsync import SYNC_INSTANCE, WAKE_EVENT, gitsync_blueprint
+from slipway.functions.gitsync import SYNC_INSTANCE, generation_of, gitsync_blueprint, wake_event
 from slipway.functions.retention import purge_finished
 from slipway.hostlimits import HostLimits
 from slipway.local.durable import DurableHarness, VirtualClock
@@ -70,39 +71,65 @@ def test_an_event_in_the_same_episode_after_continue_as_new_reaches_the_next_gen
     assert (status["runtimeStatus"], status["output"]) == ("Completed", {"stopped": '"now"'})
 
 
-class FakeGitSync:
-    """A pass that takes a moment, during which the next push arrives (until ``pushes`` are done)."""
+class BurstGitSync:
+    """Sync passes as the service runs them, over a list of waiting requests, with a burst of
+    pushes arriving in one chosen pass: each push adds its request, then wakes the
+    orchestration as the queue trigger does (read the status, raise the event it names),
+    twice over as a redelivered queue message would."""
 
-    def __init__(self, harness_ref: list[DurableHarness], pushes: int) -> None:
+    def __init__(self, harness_ref: list[DurableHarness], *, burst: int, in_pass: int, when: str) -> None:
         self.harness_ref = harness_ref
-        self.pushes_left = pushes
-        self.passes = 0
+        self.burst, self.in_pass, self.when = burst, in_pass, when
+        self.waiting: list[str] = ["first push"]
+        self.calls = 0
+        self.passes = 0  # calls that had requests to serve
         self.history_lengths: list[int] = []
 
-    def run_pass(self) -> dict[str, Any]:
+    def _push(self, name: str) -> None:
         harness = self.harness_ref[0]
-        self.passes += 1
-        self.history_lengths.append(len(harness.history(SYNC_INSTANCE)))
-        if self.passes > 1000:
+        self.waiting.append(name)
+        status = harness.get_status(SYNC_INSTANCE)
+        assert status is not None
+        for _ in range(2):
+            harness.raise_event(SYNC_INSTANCE, wake_event(generation_of(status["input"])), None)
+
+    def run_pass(self) -> dict[str, Any]:
+        self.calls += 1
+        if self.calls > 1000:
             raise AssertionError("the sync orchestration spins")
-        if self.pushes_left:
-            self.pushes_left -= 1
-            harness.raise_event(SYNC_INSTANCE, WAKE_EVENT, None)  # a push during the pass
-        return {"result": "succeeded", "retryable": False, "more": False, "message": ""}
+        self.history_lengths.append(len(self.harness_ref[0].history(SYNC_INSTANCE)))
+        served, self.waiting = self.waiting, []
+        self.passes += bool(served)
+        arriving = [f"push {n}" for n in range(self.burst)] if self.calls == self.in_pass else []
+        if self.when == "during":
+            for name in arriving:
+                self._push(name)
+        more = bool(self.waiting)
+        if self.when == "after":
+            # Arrive once the pass has answered that nothing waits: the orchestrator is about
+            # to wait for its wake-up, which the SDK already holds (several times over).
+            for name in arriving:
+                self._push(name)
+        return {"result": "succeeded", "retryable": False, "more": more, "message": ""}
 
     def poll_remote(self) -> bool:
         return False
 
 
-def test_the_sync_singleton_handles_many_pushes_with_a_bounded_history_and_then_ends() -> None:
+@pytest.mark.parametrize("carry_over", ["after", "episode"])
+@pytest.mark.parametrize("when", ["during", "after"])
+@pytest.mark.parametrize("burst", [2, 10, 100])
+def test_a_burst_of_pushes_is_one_more_pass_and_the_singleton_then_ends(
+    burst: int, when: str, carry_over: str
+) -> None:
     harness_ref: list[DurableHarness] = []
-    gitsync = FakeGitSync(harness_ref, pushes=200)
+    gitsync = BurstGitSync(harness_ref, burst=burst, in_pass=1, when=when)
     services = SimpleNamespace(
         gitsync=gitsync, sync_requests=None, webhook=None, settings=SimpleNamespace(host_limits=HostLimits())
     )
     app = func.FunctionApp()
     app.register_functions(gitsync_blueprint(services))  # type: ignore[arg-type]
-    harness = DurableHarness(app, clock=VirtualClock())
+    harness = DurableHarness(app, clock=VirtualClock(), carry_over=carry_over)
     harness_ref.append(harness)
 
     harness.start_new("workspace_sync", SYNC_INSTANCE)
@@ -110,11 +137,37 @@ def test_the_sync_singleton_handles_many_pushes_with_a_bounded_history_and_then_
 
     status = harness.get_status(SYNC_INSTANCE)
     assert status is not None and status["runtimeStatus"] == "Completed"
-    # One pass per push, plus the first: a push raised during a pass is one more pass, not a spin.
-    assert gitsync.passes == 201
-    # Every pass starts a fresh generation: the history seen by each pass stays the same size.
+    # The first push, then every push of the burst collapsed into one pass; no pass that finds
+    # nothing to do, however many wake-ups were raised, duplicated and carried over.
+    assert (gitsync.passes, gitsync.calls) == (2, 2)
+    assert gitsync.waiting == []
+    # Each pass starts a fresh generation: the history each pass sees stays the same size.
     assert max(gitsync.history_lengths) == min(gitsync.history_lengths)
     assert len(harness.history(SYNC_INSTANCE)) < 20
+
+
+@pytest.mark.parametrize("carry_over", ["after", "episode"])
+def test_pushes_in_every_pass_cost_one_pass_each_then_the_singleton_ends(carry_over: str) -> None:
+    harness_ref: list[DurableHarness] = []
+
+    class Steady(BurstGitSync):
+        def run_pass(self) -> dict[str, Any]:
+            self.in_pass = self.calls + 1 if self.calls < 30 else 0  # a push in each of 30 passes
+            return super().run_pass()
+
+    gitsync = Steady(harness_ref, burst=1, in_pass=1, when="during")
+    services = SimpleNamespace(
+        gitsync=gitsync, sync_requests=None, webhook=None, settings=SimpleNamespace(host_limits=HostLimits())
+    )
+    app = func.FunctionApp()
+    app.register_functions(gitsync_blueprint(services))  # type: ignore[arg-type]
+    harness = DurableHarness(app, clock=VirtualClock(), carry_over=carry_over)
+    harness_ref.append(harness)
+    harness.start_new("workspace_sync", SYNC_INSTANCE)
+    asyncio.run(harness.run_until_idle())
+    status = harness.get_status(SYNC_INSTANCE)
+    assert status is not None and status["runtimeStatus"] == "Completed"
+    assert (gitsync.passes, gitsync.calls) == (31, 31)
 
 
 async def _purge_over_rpc(harness: DurableHarness, created_before: datetime) -> int:

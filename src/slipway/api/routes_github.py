@@ -47,15 +47,29 @@ def disconnect(request: Request, principal: Admin) -> dict[str, object]:
     return _gitsync(request).disconnect(principal.name)
 
 
-@router.post("/sync", status_code=202, summary="Queue a full sync now (repairs a drifted workspace)")
+@router.post(
+    "/sync",
+    status_code=202,
+    summary="Queue a full sync now (repairs a drifted workspace); says what it waits for",
+)
 def sync_now(request: Request, _: Admin) -> dict[str, object]:
-    _gitsync(request).request_sync("manual")
-    return {"queued": True}
+    return _gitsync(request).request_sync("manual")
 
 
-@router.get("/syncs", summary="The sync journal, newest first")
-def syncs(request: Request, _: Reader, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, object]:
-    return {"entries": [record.to_json() for record in _gitsync(request).syncs(limit)]}
+@router.post("/sync/cancel", summary="Cancel the running sync (at its next phase) and drop the waiting ones")
+def cancel_sync(request: Request, principal: Admin) -> dict[str, object]:
+    return _gitsync(request).cancel_sync(principal.name)
+
+
+@router.get("/syncs", summary="The sync journal, newest first; `next` is the cursor of the page after")
+def syncs(
+    request: Request,
+    _: Reader,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    after: Annotated[str | None, Query(max_length=40, pattern=r"^[0-9]{13}-[0-9a-f]{1,12}$")] = None,
+) -> dict[str, object]:
+    records, cursor = _gitsync(request).sync_page(limit, after)
+    return {"entries": [record.to_json() for record in records], "next": cursor}
 
 
 @router.post("/webhook", summary="GitHub push webhook (HMAC-signed; no principal)")

@@ -4,9 +4,15 @@ The webhook only verifies and enqueues. The queue trigger records the request an
 singleton orchestration ``workspace-sync`` or, when it runs already, wakes it: one sync at a
 time, and pushes arriving during a sync collapse into one more pass to the newest head. Each
 generation of the orchestration runs one pass (with its fetch retries) and continues as new for
-the next, so its history stays bounded however long pushes keep arriving, and each generation
-waits for the wake-up event at most once (the SDK hands a buffered event to every later wait
-for its name within one generation).
+the next, so its history stays bounded however long pushes keep arriving.
+
+Wake-ups are consumed exactly once whatever the SDK and the extension buffer: a generation
+waits only for the event named after itself (``sync_requested-<generation>``, the number the
+queue trigger reads from the instance's input), so a wake-up raised twice, carried over by
+continue-as-new, or handed again by the SDK to a later wait (azure-functions-durable 1.7
+gives a buffered event to every wait for its name) never reaches another generation. A
+wake-up that finds its generation gone is not needed: the request it announces is written
+before it, and every later generation starts with a pass that reads the requests.
 """
 
 from __future__ import annotations
@@ -80,6 +86,7 @@ def gitsync_blueprint(services: Services) -> df.Blueprint:
 
     @blueprint.orchestration_trigger(context_name="context")
     def workspace_sync(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+        generation = generation_of(context.get_input())
         failures = 0
         while True:  # one pass, tried again after a failed fetch
             try:
@@ -101,14 +108,14 @@ def gitsync_blueprint(services: Services) -> df.Blueprint:
             {"state": "idle", "last": {**outcome, "message": _brief(outcome.get("message"))}}
         )
         if not outcome["more"]:
-            wake = context.wait_for_external_event(WAKE_EVENT)
+            wake = context.wait_for_external_event(wake_event(generation))
             timer = context.create_timer(context.current_utc_datetime + timedelta(seconds=LINGER_SECONDS))
             winner = yield context.task_any([wake, timer])
             if winner is timer:
                 return outcome
             timer.cancel()
-        # The next pass in a fresh generation; a wake-up raised meanwhile reaches it.
-        context.continue_as_new(None)
+        # The next pass in a fresh generation; the requests it serves are in the table.
+        context.continue_as_new({"generation": generation + 1})
         return None
 
     @blueprint.timer_trigger(schedule=RECONCILE_SCHEDULE, arg_name="timer", run_on_startup=False)
@@ -131,6 +138,27 @@ def gitsync_blueprint(services: Services) -> df.Blueprint:
     return blueprint
 
 
+def wake_event(generation: int) -> str:
+    return f"{WAKE_EVENT}-{generation}"
+
+
+def generation_of(given: object) -> int:
+    """The generation an orchestration input names (0 for none). The input may reach the
+    client as the JSON text the SDK serialized, even twice over, or parsed."""
+    for _ in range(3):
+        if not isinstance(given, str):
+            break
+        try:
+            given = json.loads(given)
+        except ValueError:
+            return 0
+    if isinstance(given, dict):
+        value = given.get("generation")
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return 0
+
+
 def _brief(message: object) -> object:
     """A message as the custom status carries it: git's errors can be long, the status may not
     (16 KB of UTF-16 for the whole status, slipway.functions.custom_status)."""
@@ -148,5 +176,5 @@ async def _wake(client: df.DurableOrchestrationClient) -> bool:
         df.OrchestrationRuntimeStatus.ContinuedAsNew,  # between two passes
     )
     if running:
-        await client.raise_event(SYNC_INSTANCE, WAKE_EVENT, None)
+        await client.raise_event(SYNC_INSTANCE, wake_event(generation_of(status.input_)), None)
     return running

@@ -31,6 +31,9 @@ class Connection:
     connected_by: str
     last_synced_commit: str = ""
     snapshots: tuple[str, ...] = ()
+    # "connecting" from before the connect's first side effect until its first sync succeeded:
+    # a connect killed half-way is found by it and finished or undone (GitSyncService.recover).
+    state: str = "connected"
 
     def with_synced(self, commit: str) -> Connection:
         return replace(self, last_synced_commit=commit)
@@ -56,6 +59,7 @@ class ConnectionStore:
             connected_by=row.get("connected_by", ""),
             last_synced_commit=row.get("last_synced_commit", ""),
             snapshots=tuple(s for s in str(row.get("snapshots", "")).split(",") if s),
+            state=str(row.get("state") or "connected"),
         )
 
     def save(self, connection: Connection) -> None:
@@ -74,6 +78,7 @@ class ConnectionStore:
                 "connected_by": connection.connected_by,
                 "last_synced_commit": connection.last_synced_commit,
                 "snapshots": ",".join(connection.snapshots),
+                "state": connection.state,
             },
         )
 

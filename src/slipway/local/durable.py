@@ -295,10 +295,20 @@ class DurableHarness:
         max_parallel_orchestrators: int = 8,
         task_hub: str = "SlipwayLocal",
         worker: Worker | None = None,
+        carry_over: str = "after",
     ) -> None:
         """``worker``: invoke orchestrators and activities through the real worker's dispatch
         (the local runner); without one, episodes run on the driver's loop and activities on a
-        pool of their own, which keeps virtual-clock tests deterministic."""
+        pool of their own, which keeps virtual-clock tests deterministic.
+
+        ``carry_over``: which events raised in the episode that continued as new reach the
+        next generation. "after" (DTFx in-process) carries those the orchestrator had not
+        reached; "episode" carries every one of that episode, the one it consumed included,
+        as an out-of-process shim that replays the whole batch's actions at its first event
+        would. Orchestrators must be right under both; tests run them under each."""
+        if carry_over not in ("after", "episode"):
+            raise ValueError("carry_over is 'after' or 'episode'")
+        self._carry_over = carry_over
         if max_parallel_activities < 1:
             raise ValueError("max_parallel_activities must be at least 1")
         self.task_hub = task_hub
@@ -1139,7 +1149,10 @@ class DurableHarness:
         # HasContinueAsNew to AddEventToNextIteration): those of the last episode that came
         # after the event on which the orchestrator continued as new, and those raised while
         # that episode ran. Events the orchestrator had already seen are dropped with its history.
-        carried = self._raised_after_continue_as_new(instance)
+        if self._carry_over == "episode":
+            carried = self._raised_in_last_episode(instance)
+        else:
+            carried = self._raised_after_continue_as_new(instance)
         carried += [item for item in instance.inbox if item["EventType"] == HistoryEventType.EVENT_RAISED]
         instance.inbox.clear()
         # The new generation starts with a fresh history, as in Azure Storage: nothing of the
@@ -1158,6 +1171,18 @@ class DurableHarness:
         instance.inbox.append(self._execution_started(instance, now))
         instance.inbox.extend(carried)
         self._ready[instance.instance_id] = None
+
+    def _raised_in_last_episode(self, instance: _Instance) -> list[dict[str, Any]]:
+        history = instance.history
+        start = max(
+            (
+                i
+                for i, item in enumerate(history)
+                if item["EventType"] == HistoryEventType.ORCHESTRATOR_STARTED
+            ),
+            default=len(history),
+        )
+        return [item for item in history[start:] if item["EventType"] == HistoryEventType.EVENT_RAISED]
 
     def _raised_after_continue_as_new(self, instance: _Instance) -> list[dict[str, Any]]:
         """The EventRaised events of the last episode that the orchestrator never reached.
