@@ -258,3 +258,30 @@ def test_two_pushes_100_ms_apart_sync_both_and_the_sync_then_rests(connected: Wo
     assert world.runner.log.read_text().count("gitsync: sync pass") == passes, (
         "the sync orchestration keeps running"
     )
+
+
+def test_disconnect_during_a_sync_waits_for_it_and_no_edit_saved_after_is_overwritten(
+    connected: World,
+) -> None:
+    world = connected
+    before = world.repo.head()
+    world.repo.write_many({f"bulk/file-{n:04d}.txt": f"from github {n}\n" * 40 for n in range(3000)})
+    after = world.repo.commit_push("bulk")
+    assert world.deliver_push("bulk-1", before, after).status_code == 202
+
+    def applying() -> bool:
+        running = world.api("GET", "/api/github").json()["sync"]["running"]
+        return bool(running) and running["phase"] in ("fetching", "applying")
+
+    world.runner.wait(applying, "the bulk sync to run", timeout=60)
+    answer = world.api("POST", "/api/github/disconnect")
+    assert answer.status_code == 200, answer.text
+    assert world.api("GET", "/api/github").json()["connected"] is False
+    # Editing is open again, and stays the editor's: nothing of the sync writes after this.
+    current = world.api("GET", "/api/workspace/files/bulk/file-0001.txt")
+    condition = {"If-Match": current.headers["ETag"]} if current.status_code == 200 else {"If-None-Match": "*"}
+    saved = world.api("PUT", "/api/workspace/files/bulk/file-0001.txt", content=b"mine\n", headers=condition)
+    assert saved.status_code in (200, 201), saved.text
+    time.sleep(4)
+    assert (world.runner.workspace / "bulk" / "file-0001.txt").read_bytes() == b"mine\n"
+    assert world.api("GET", "/api/github").json()["sync"]["state"] == "idle"
