@@ -216,3 +216,59 @@ def test_concurrent_duplicates_are_queued_exactly_once(services: Services) -> No
         thread.join()
     assert sum(1 for a in answers if a.body.get("queued")) == 1
     assert len([m for m in queued(services) if m["delivery"] == "same"]) == 1
+
+
+class CountingSecrets:
+    """The real secret store, counting reads (Key Vault calls in Azure)."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.reads = 0
+
+    def get_secret(self, name: str) -> str | None:
+        self.reads += 1
+        return self.inner.get_secret(name)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_a_flood_of_bad_signatures_never_blocks_a_signed_delivery_nor_hammers_the_secret_store(
+    services: Services,
+) -> None:
+    connect_state(services)
+    drain(services)
+    counting = CountingSecrets(services.webhook._secrets)
+    services.webhook._secrets = counting  # type: ignore[assignment]
+    body = json.dumps(octokit_example("push")).encode()
+    answers = []
+    for n in range(200):
+        headers = {"x-github-event": "push", "x-github-delivery": f"flood-{n}"}
+        if n % 2:
+            headers["x-hub-signature-256"] = sign("guessed", body)
+        answers.append(services.webhook.handle(headers, body).status)
+    assert set(answers[:60]) == {401} and set(answers[60:]) == {429}
+    assert counting.reads <= 3, f"the flood read the secret store {counting.reads} times"
+
+    push = dict(octokit_example("push"), ref="refs/heads/main")
+    assert deliver(services, "push", push, delivery="after-the-flood").status == 202
+    assert deliver(services, "ping", octokit_example("ping"), delivery="ping-after-flood").status == 200
+    assert [m["delivery"] for m in queued(services)] == ["after-the-flood"]
+
+
+def test_a_secret_changed_during_a_flood_is_picked_up_within_seconds(services: Services) -> None:
+    now = [1000.0]
+    services.webhook._clock = lambda: now[0]  # type: ignore[attr-defined]
+    connect_state(services)
+    drain(services)
+    push = dict(octokit_example("push"), ref="refs/heads/main")
+    assert deliver(services, "push", push, delivery="old-secret").status == 202
+    services.secrets.set_secret(WEBHOOK_SECRET, "the new secret")  # a reconnect
+    for n in range(100):
+        body = b"{}"
+        services.webhook.handle(
+            {"x-github-event": "push", "x-github-delivery": f"f-{n}", "x-hub-signature-256": sign("x", body)},
+            body,
+        )
+    now[0] += 6
+    assert deliver(services, "push", push, delivery="new-secret", secret="the new secret").status == 202

@@ -2,7 +2,7 @@
 
 Order matters. The body size is capped before it is read further, and the signature is
 checked over the raw bytes before anything is parsed, so an unauthenticated request costs
-one HMAC and nothing else (and failed signatures are rate-limited). Only then is the event
+one HMAC and nothing else (and failed signatures are rate-limited; a signed delivery never is). Only then is the event
 looked at. A delivery is recorded as handled only once its sync request is safely on the
 queue, so GitHub's "Redeliver" of a delivery that failed here still works; a delivery seen
 before is answered without enqueuing again.
@@ -37,6 +37,7 @@ _CLAIM_TIMEOUT = timedelta(seconds=60)
 _SECRET_TTL_SECONDS = 60.0
 # At most this many requests with a bad signature per minute, then 429 until it passes.
 _BAD_SIGNATURES_PER_MINUTE = 60
+_REFRESH_EVERY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,20 @@ class WebhookHandler:
         self._clock = clock
         self._cached_secret: tuple[float, str | None] | None = None
         self._bad = _Window(_BAD_SIGNATURES_PER_MINUTE)
+        self._refresh_lock = threading.Lock()
+        self._last_refresh: float | None = None
         self._on_push = on_push
+
+    def _may_refresh(self) -> bool:
+        """At most one re-read of the secret store per few seconds for unmatched signatures:
+        a flood of bad ones costs an HMAC each, not a Key Vault call each, and a delivery signed
+        with a secret changed meanwhile still gets through within seconds."""
+        with self._refresh_lock:
+            now = self._clock()
+            if self._last_refresh is not None and now - self._last_refresh < _REFRESH_EVERY_SECONDS:
+                return False
+            self._last_refresh = now
+            return True
 
     def _secret(self, *, fresh: bool = False) -> str | None:
         cached = self._cached_secret
@@ -105,18 +119,20 @@ class WebhookHandler:
         """``headers`` with lower-case names; ``body`` exactly as received."""
         if len(body) > MAX_BODY_BYTES:
             return _error(413, "payload_too_large", f"webhook bodies are limited to {MAX_BODY_BYTES} bytes")
-        if self._bad.exceeded():
-            return _error(
-                429, "too_many_requests", "too many requests with a bad signature; try again in a minute"
-            )
         signature = headers.get(SIGNATURE_HEADER)
         secret = self._secret()
         valid = secret is not None and verify(secret, body, signature)
-        if not valid and signature:
+        if not valid and signature and self._may_refresh():
             # The secret may have changed (or appeared, by a connect) since it was cached.
             fresh = self._secret(fresh=True)
             valid = fresh is not None and verify(fresh, body, signature)
         if not valid:
+            # Only requests that fail the signature are limited: a flood of them never turns
+            # a correctly signed delivery away. Per process (each instance keeps its own).
+            if self._bad.exceeded():
+                return _error(
+                    429, "too_many_requests", "too many requests with a bad signature; try again in a minute"
+                )
             self._bad.add()
             if self._cached_secret is not None and self._cached_secret[1] is None:
                 return _error(401, "not_connected", "no GitHub repository is connected")
