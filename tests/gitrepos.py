@@ -109,6 +109,11 @@ class Repo:
         self.commit(message)
         return self.push()
 
+    def reset_to(self, commit: str) -> None:
+        """Move the branch to ``commit`` and force-push it (back or forth in its history)."""
+        git(self.work, "reset", "--hard", "--quiet", commit)
+        self.push(force=True)
+
     def head(self) -> str:
         return git(self.work, "rev-parse", "HEAD").decode().strip()
 
@@ -122,6 +127,12 @@ class Repo:
         git(self.bare, "update-ref", "-d", f"refs/heads/{self.branch}")
 
     # ---------------------------------------------------------------- reading
+
+    def executables(self, ref: str) -> set[str]:
+        """Paths of ``git archive <ref>`` whose mode is 100755."""
+        data = git(self.bare, "archive", "--format=tar", ref)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            return {m.name for m in tar.getmembers() if m.isfile() and m.mode & stat.S_IXUSR}
 
     def archive(self, ref: str) -> dict[str, bytes]:
         """Regular files of ``git archive <ref>`` of the remote, by path."""
@@ -174,6 +185,12 @@ def assert_mirrors(repo: Repo, ref: str, workspace: Path, *, ignore: tuple[str, 
     extra = sorted(set(actual_files) - set(expected))
     differ = sorted(p for p in set(expected) & set(actual_files) if expected[p] != actual_files[p])
     assert (missing, extra, differ) == ([], [], []), f"missing {missing}, extra {extra}, differ {differ}"
+    # Modes too: git tracks the exec bit, and a workspace step runs `./deploy.sh`.
+    executable = {p for p in actual_files if (workspace / p).stat().st_mode & stat.S_IXUSR}
+    wanted = {p for p in repo.executables(ref) if not _under(p, ignore)}
+    assert executable == wanted, (
+        f"exec bit: set on {sorted(executable - wanted)}, missing on {sorted(wanted - executable)}"
+    )
     # Ignored entries may keep their folders (a skipped link's folder holds what was there).
     kept = {f for f in actual_folders - expected_folders if any(_under(i, (f,)) for i in ignore)}
     assert actual_folders - kept == expected_folders, (

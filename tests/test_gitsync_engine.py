@@ -568,3 +568,23 @@ def test_cli_sync(
     captured = capsys.readouterr()
     assert code != 0 and "slipway sync:" in captured.err
     assert TOKEN not in captured.err + captured.out
+
+
+def test_the_exec_bit_follows_every_commit_in_full_and_incremental_syncs(
+    repo: Repo, mirror: Path, workspace: Path
+) -> None:
+    repo.write_many({"deploy.sh": "echo deploy\n", "tools/lint.sh": "echo lint\n", "notes.txt": "n\n"})
+    commits = [repo.commit_push("plain")]
+    for flips in (("deploy.sh",), ("deploy.sh", "tools/lint.sh"), ("tools/lint.sh", "notes.txt")):
+        for path in flips:
+            (repo.work / path).chmod((repo.work / path).stat().st_mode ^ 0o111)
+        commits.append(repo.commit_push("modes " + " ".join(flips)))
+    for mode in ("full", "incremental"):
+        sync(repo, mirror, workspace, base=None)
+        last = commits[-1]
+        # Every transition between commits, both ways, as force pushes back and forth would do.
+        for target in [*commits, *reversed(commits)]:
+            repo.reset_to(target)
+            result = sync(repo, mirror, workspace, base=last if mode == "incremental" else None)
+            assert_mirrors(repo, target, workspace)
+            last = result.after

@@ -483,8 +483,12 @@ class FullPlanner:
                 target = wanted[tree_name]
                 if isinstance(target, TreeEntry):
                     if item.is_file(follow_symlinks=False):
-                        size = self._fs.entry_stat(item).st_size
-                        if target.size >= 0 and size != target.size:
+                        info = self._fs.entry_stat(item)
+                        size = info.st_size
+                        # The exec bit is part of what git tracks: a mode that drifted is
+                        # rewritten (staged with the tree's mode) like content that did.
+                        mode_drifted = bool(info.st_mode & stat.S_IXUSR) != target.executable
+                        if mode_drifted or (target.size >= 0 and size != target.size):
                             self._compared(actual, name, target, same=False)
                         else:
                             hashing.append((name, target))
