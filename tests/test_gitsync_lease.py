@@ -249,3 +249,19 @@ def test_a_connect_killed_before_it_stored_its_secrets_is_undone(services: Servi
     assert services.gitsync.status() == {"connected": False, "sync": services.gitsync.status()["sync"]}
     assert services.gitsync.connections.get() is None
     assert not services.gitsync._modes.get().read_only
+
+
+def test_disconnecting_after_a_killed_connect_leaves_no_temp_files(
+    services: Services, base_env: dict[str, str], tmp_path: Path
+) -> None:
+    workspace = Path(base_env["SLIPWAY_WORKSPACE_DIR"])
+    (workspace / "flows").mkdir()
+    (workspace / "flows" / ".slipway-tmp-0123abcd").write_text("half a file")
+    (workspace / ".slipway-tmp-sync-unfinished").mkdir()
+    (workspace / "flows" / "kept.py").write_text("print('kept')\n")
+    _connect_state(services)
+    services.gitsync._modes.set_github("octo/flows", "main")
+    services.gitsync.disconnect("ada")
+    names = sorted(p.relative_to(workspace).as_posix() for p in workspace.rglob("*"))
+    assert names == ["flows", "flows/kept.py"]
+    assert not services.gitsync._modes.get().read_only

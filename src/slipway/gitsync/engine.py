@@ -23,6 +23,9 @@ The mirror keeps, per workspace, the last commit applied and whether an apply is
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -67,6 +70,7 @@ from slipway.gitsync.mirror import (
     update_state,
     workspace_key,
 )
+from slipway.workspace.paths import TEMP_PREFIX
 
 __all__ = [
     "BranchNotFound",
@@ -76,6 +80,7 @@ __all__ = [
     "SyncResult",
     "TreeRefused",
     "apply",
+    "discard_debris",
     "fetch",
     "last_synced",
     "preview",
@@ -246,6 +251,27 @@ def sync(
     """Fetch the branch, then apply its head to the workspace."""
     head = fetch(mirror_dir, remote_url, branch, token=token, timeout=timeout)
     return apply(mirror_dir, head, workspace, base=base)
+
+
+def discard_debris(workspace: Path) -> int:
+    """Remove what interrupted applies left in ``workspace`` (staged temp files and folders,
+    the unfinished marker); the number of entries removed.
+
+    For a workspace no sync will complete any more (a disconnect, an undone connect): a sync
+    that runs clears them itself. Walks the whole workspace, once.
+    """
+    removed = 0
+    for folder, dirnames, filenames in os.walk(workspace):
+        for name in [d for d in dirnames if d.startswith(TEMP_PREFIX)]:
+            dirnames.remove(name)
+            shutil.rmtree(Path(folder) / name, ignore_errors=True)
+            removed += 1
+        for name in filenames:
+            if name.startswith(TEMP_PREFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    (Path(folder) / name).unlink()
+                    removed += 1
+    return removed
 
 
 def last_synced(mirror_dir: Path, workspace: Path) -> str | None:

@@ -344,13 +344,17 @@ class GitSyncService:
         self._secrets.delete_secret(TOKEN_SECRET)
         self._secrets.delete_secret(WEBHOOK_SECRET)
         self._connections.delete()
+        self._discard_debris()  # before editing opens (see _disconnect_held)
         self._modes.set_manual()
-        discard = getattr(engine, "discard_unfinished", None)
-        if discard is not None:
-            try:
-                discard(self._mirror, self._config.workspace_dir)
-            except (OSError, engine.SyncError) as exc:
-                log.warning("could not clear an interrupted first sync's files: %s", exc)
+
+    def _discard_debris(self) -> None:
+        try:
+            removed = engine.discard_debris(self._config.workspace_dir)
+        except OSError as exc:
+            log.warning("could not clear an interrupted sync's temp files: %s", exc)
+            return
+        if removed:
+            log.info("cleared an interrupted sync's temp files", extra={"removed": removed})
 
     def recover(self) -> Connection | None:
         """The connection, after finishing a connect that was killed half-way.
@@ -415,6 +419,8 @@ class GitSyncService:
         self._secrets.delete_secret(WEBHOOK_SECRET)
         self._connections.delete()
         self._pending.remove(self._pending.list())
+        # Before editing opens: the editor's own saves stage temp files of the same prefix.
+        self._discard_debris()
         self._modes.set_manual()
         log.info("github disconnected", extra={"repository": connection.repository, "actor": actor})
         answer: dict[str, object] = {"connected": False, "webhook_removed": removed}
