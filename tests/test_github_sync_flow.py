@@ -279,7 +279,9 @@ def test_disconnect_during_a_sync_waits_for_it_and_no_edit_saved_after_is_overwr
     assert world.api("GET", "/api/github").json()["connected"] is False
     # Editing is open again, and stays the editor's: nothing of the sync writes after this.
     current = world.api("GET", "/api/workspace/files/bulk/file-0001.txt")
-    condition = {"If-Match": current.headers["ETag"]} if current.status_code == 200 else {"If-None-Match": "*"}
+    condition = (
+        {"If-Match": current.headers["ETag"]} if current.status_code == 200 else {"If-None-Match": "*"}
+    )
     saved = world.api("PUT", "/api/workspace/files/bulk/file-0001.txt", content=b"mine\n", headers=condition)
     assert saved.status_code in (200, 201), saved.text
     time.sleep(4)
