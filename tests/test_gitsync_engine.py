@@ -588,3 +588,28 @@ def test_the_exec_bit_follows_every_commit_in_full_and_incremental_syncs(
             result = sync(repo, mirror, workspace, base=last if mode == "incremental" else None)
             assert_mirrors(repo, target, workspace)
             last = result.after
+
+
+def test_a_push_over_hand_edited_files_reports_the_drift_and_repairs_it(
+    repo: Repo, mirror: Path, workspace: Path
+) -> None:
+    repo.write_many({"flow.py": "print(1)\n", "lib/util.py": "x = 1\n", "other.py": "o\n", "gone.py": "g\n"})
+    first = repo.commit_push("one")
+    sync(repo, mirror, workspace, base=None)
+    (workspace / "flow.py").write_text("print('edited by hand')\n")
+    (workspace / "gone.py").unlink()
+    repo.write("flow.py", "print(2)\n")
+    repo.remove("gone.py")
+    repo.write("new.py", "n\n")
+    second = repo.commit_push("two")
+    result = sync(repo, mirror, workspace, base=first)
+    assert sorted(result.drift) == ["flow.py", "gone.py"]
+    assert result.mode == "full"
+    assert_mirrors(repo, second, workspace)
+
+    # Without hand edits a push stays incremental and reports none.
+    repo.write("lib/util.py", "x = 2\n")
+    third = repo.commit_push("three")
+    result = sync(repo, mirror, workspace, base=second)
+    assert (result.mode, result.drift) == ("incremental", [])
+    assert_mirrors(repo, third, workspace)

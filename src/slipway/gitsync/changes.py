@@ -49,6 +49,9 @@ class SyncResult:
     warnings: list[str]  # entries skipped, each with the reason
     duration_ms: int
     renamed: int = 0  # exact renames applied as one rename (not counted in added/deleted)
+    # Paths the change touched that the workspace no longer held as the last synced commit
+    # left them (changed by hand); the sync then reconciled in full and put them back.
+    drift: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import time
 from pathlib import Path
 
 from slipway.gitsync.apply import (
+    CHUNK,
     FS,
     Applier,
     Delete,
@@ -39,6 +41,7 @@ from slipway.gitsync.apply import (
     Plan,
     StageFailed,
     Write,
+    blob_id,
     clear_unfinished,
     is_unfinished,
     mark_unfinished,
@@ -168,10 +171,18 @@ def apply(
                 git, head, sizes=not incremental, warnings=None if incremental else warnings
             )
             check_case([e.parts for e in entries], folders_of([e.parts for e in entries]))
+            drift: list[str] = []
             if incremental:
                 assert known_base is not None
                 plan = _plan_incremental(git, known_base, head, entries, warnings)
-            else:
+                drift = _drifted(git, known_base, head, workspace)
+                if drift:
+                    # Hand edits where the change lands: compare everything instead, so the
+                    # push neither keeps them silently nor fails over them.
+                    incremental = False
+                    warnings = Warnings()
+                    entries, protected = _tree(git, head, sizes=True, warnings=warnings)
+            if not incremental:
                 plan = FullPlanner(fs, dirs, entries, protected, workers=workers, listing=False).run()
                 plan.warnings = warnings
             applier = Applier(fs, dirs, git, workers=workers)
@@ -204,6 +215,7 @@ def apply(
         warnings=plan.warnings.as_list(),
         duration_ms=int((time.monotonic() - started) * 1000),
         renamed=outcome.renamed,
+        drift=drift,
     )
 
 
@@ -303,6 +315,35 @@ def _tree(
             if warnings is not None:
                 warnings.add(why)
     return entries, protected
+
+
+def _drifted(git: Git, base: str, head: str, workspace: Path) -> list[str]:
+    """Paths the change replaces, deletes or renames whose workspace file is not the base's
+    blob (content, or exec bit): read only for the files the change touches."""
+    drifted: list[str] = []
+    for change in git.diff(base, head):
+        if change.status not in "MTDR":
+            continue
+        path, _, why = classify(change.old_mode, change.src)
+        if why is not None:
+            continue
+        target = workspace / path
+        try:
+            info = target.lstat()
+            if not stat.S_ISREG(info.st_mode):
+                drifted.append(path)
+                continue
+            with target.open("rb") as handle:
+                digest = blob_id(
+                    info.st_size, iter(lambda: handle.read(CHUNK), b""), long=len(change.old_oid) == 64
+                )
+        except FileNotFoundError:
+            drifted.append(path)
+            continue
+        executable = bool(info.st_mode & stat.S_IXUSR)
+        if digest != change.old_oid or executable != (change.old_mode == "100755"):
+            drifted.append(path)
+    return drifted
 
 
 def _plan_incremental(git: Git, base: str, head: str, entries: list[TreeEntry], warnings: Warnings) -> Plan:

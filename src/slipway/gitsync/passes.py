@@ -217,7 +217,7 @@ class SyncPasses:
         except engine.FetchError as exc:
             return SyncRecord(trigger, "failed", f"fetch failed: {exc}", deliveries, before=before), True
         self._connections.record_synced(result.after)
-        drift = tuple(getattr(result, "drift", ()) or ())
+        drift = tuple(result.drift)
         message = f"{result.mode} sync to {result.after[:12]}"
         if drift:
             message += f"; {len(drift)} file(s) changed by hand were put back"
