@@ -89,8 +89,8 @@ def queued(services: Services) -> list[dict[str, object]]:
 
 
 def drain(services: Services) -> None:
-    while services.queues.receive_messages(SYNC_QUEUE, max_messages=32, visibility_timeout=1):
-        for message in services.queues.receive_messages(SYNC_QUEUE, max_messages=32, visibility_timeout=1):
+    while messages := services.queues.receive_messages(SYNC_QUEUE, max_messages=32, visibility_timeout=1):
+        for message in messages:
             services.queues.delete_message(SYNC_QUEUE, message)
 
 

@@ -95,6 +95,7 @@ class WebhookHandler:
         self._bad = _Window(_BAD_SIGNATURES_PER_MINUTE)
         self._refresh_lock = threading.Lock()
         self._last_refresh: float | None = None
+        self._secret_connection: object = None  # the connection the cached secret belongs to
         self._on_push = on_push
 
     def _may_refresh(self) -> bool:
@@ -103,14 +104,22 @@ class WebhookHandler:
         with a secret changed meanwhile still gets through within seconds."""
         with self._refresh_lock:
             now = self._clock()
-            if self._last_refresh is not None and now - self._last_refresh < _REFRESH_EVERY_SECONDS:
-                return False
-            self._last_refresh = now
-            return True
+            if self._last_refresh is None or now - self._last_refresh >= _REFRESH_EVERY_SECONDS:
+                self._last_refresh = now
+                return True
+        # Within the interval, only a new connection (a reconnect made a new secret) is worth
+        # a re-read: one Table read, never a Key Vault call.
+        connection = self._connections.get()
+        return (connection.connected_at if connection else None) != self._secret_connection
+
+    def _connection_stamp(self) -> object:
+        connection = self._connections.get()
+        return connection.connected_at if connection else None
 
     def _secret(self, *, fresh: bool = False) -> str | None:
         cached = self._cached_secret
         if fresh or cached is None or self._clock() - cached[0] > _SECRET_TTL_SECONDS:
+            self._secret_connection = self._connection_stamp()
             cached = (self._clock(), self._secrets.get_secret(WEBHOOK_SECRET))
             self._cached_secret = cached
         return cached[1]
