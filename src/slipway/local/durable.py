@@ -303,9 +303,9 @@ class DurableHarness:
 
         ``carry_over``: which events raised in the episode that continued as new reach the
         next generation. "after" (DTFx in-process) carries those the orchestrator had not
-        reached; "episode" carries every one of that episode, the one it consumed included,
-        as an out-of-process shim that replays the whole batch's actions at its first event
-        would. Orchestrators must be right under both; tests run them under each."""
+        reached; "episode" carries every one of that episode, the one it consumed included:
+        a stricter assumption than any backend documents, for tests of orchestrators that
+        must be right whatever an out-of-process shim carries over."""
         if carry_over not in ("after", "episode"):
             raise ValueError("carry_over is 'after' or 'episode'")
         self._carry_over = carry_over
