@@ -271,7 +271,13 @@ export async function getHealth() {
 
 // --- the GitHub connection ----------------------------------------------------------------------
 
-/** `{"connected": false}` or the repository, branch, webhook, last sync and snapshots. */
+/**
+ * The connection (`{"connected": false, "sync"}` when there is none): repository, branch, `state`
+ * ("connecting" until a connect's first sync finished), webhook (`reachable: false` with a
+ * `message` when GitHub cannot deliver to its URL), last sync, snapshots, and `sync`: what
+ * syncing does now (`{"state": "running"|"waiting"|"idle", "running", "waiting", "waiting_since",
+ * "last_pass"}`).
+ */
 export async function getGithub() {
   return jsonOf(await request("GET", "/api/github"));
 }
@@ -290,13 +296,27 @@ export async function disconnectGithub() {
   return jsonOf(await request("POST", "/api/github/disconnect"));
 }
 
-/** Queue a sync of the connected branch now (202 `{"queued": true}`). */
+/**
+ * Queue a sync of the connected branch now (202 `{"queued": true}`); behind a running sync also
+ * `waiting_for` (what runs) and a `message` saying so.
+ */
 export async function syncGithub() {
   return jsonOf(await request("POST", "/api/github/sync"));
 }
 
-export async function getGithubSyncs(limit = 50) {
-  return jsonOf(await request("GET", `/api/github/syncs?limit=${encodeURIComponent(limit)}`));
+/**
+ * Stop the running sync at its next phase and drop the waiting requests (admins):
+ * `{"cancelled", "dropped_requests", "running"}`.
+ */
+export async function cancelGithubSync() {
+  return jsonOf(await request("POST", "/api/github/sync/cancel"));
+}
+
+/** A page of the sync journal, newest first: `{"entries", "next"}`; `next` is the cursor for `after`. */
+export async function getGithubSyncs({ limit = 50, after } = {}) {
+  const query = new URLSearchParams({ limit: String(limit) });
+  if (after) query.set("after", after);
+  return jsonOf(await request("GET", `/api/github/syncs?${query}`));
 }
 
 // --- workflows and runs -------------------------------------------------------------------------

@@ -12,6 +12,8 @@ import { showError, toast } from "./toasts.js";
 
 const HISTORY_LIMIT = 50;
 const POLL_MS = 15000;
+// While a sync runs or waits, and after "Sync now" until its pass ended.
+const BUSY_POLL_MS = 2000;
 
 // --- small helpers --------------------------------------------------------------------------
 
@@ -71,7 +73,7 @@ async function copyText(text) {
 
 /** A read-only value with a Copy button beside it. */
 function copyField(label, value, { secret = false } = {}) {
-  const input = h("input", { type: "text", value, readOnly: true, spellcheck: false, className: secret ? "secret" : "" });
+  const input = h("input", { type: "text", value, readOnly: true, spellcheck: false, className: secret ? "secret" : "", "aria-label": label });
   input.addEventListener("focus", () => input.select());
   const button = h("button", { type: "button", className: "copy", title: `Copy the ${label.toLowerCase()}` }, "Copy");
   button.setAttribute("aria-label", `Copy ${label.toLowerCase()}`);
@@ -161,22 +163,9 @@ function reviewBody(check) {
   );
 }
 
-function webhookBody(answer) {
-  const hook = answer.webhook || {};
-  return h(
-    "div",
-    { className: "github-webhook" },
-    h(
-      "p",
-      {},
-      "Connected to ",
-      h("strong", {}, answer.repository),
-      " (",
-      h("strong", {}, answer.branch),
-      "). Slipway could not add the webhook itself",
-      hook.message ? ` (${hook.message})` : " (the token may not manage webhooks)",
-      ", so GitHub will not tell Slipway about pushes until you add the webhook yourself.",
-    ),
+/** The steps, payload URL and secret for adding the push webhook in GitHub by hand. */
+function manualWebhookSteps(hook) {
+  return [
     h(
       "ol",
       { className: "steps" },
@@ -199,6 +188,40 @@ function webhookBody(answer) {
       { className: "once", role: "note" },
       "The secret is shown only once: copy it now. To get a new one, disconnect and connect again.",
     ),
+  ];
+}
+
+function webhookBody(answer) {
+  const hook = answer.webhook || {};
+  const connected = ["Connected to ", h("strong", {}, answer.repository), " (", h("strong", {}, answer.branch), ")"];
+  if (hook.reachable === false) {
+    // A webhook GitHub cannot deliver to would fail on every push: Slipway made none.
+    return h(
+      "div",
+      { className: "github-webhook unreachable" },
+      h("p", {}, ...connected, ", but GitHub cannot send pushes to this Slipway, so it made no webhook."),
+      h("p", { className: "github-warning", dataset: { warning: "webhook" } }, hook.message || "The webhook URL cannot be reached from GitHub."),
+      h("p", {}, "Until then, press Sync now on the GitHub tab for a sync right away."),
+      h(
+        "details",
+        { className: "manual-webhook" },
+        h("summary", {}, "Add the webhook by hand anyway (when a tunnel forwards this URL)"),
+        ...manualWebhookSteps(hook),
+      ),
+    );
+  }
+  return h(
+    "div",
+    { className: "github-webhook" },
+    h(
+      "p",
+      {},
+      ...connected,
+      ". Slipway could not add the webhook itself",
+      hook.message ? ` (${hook.message})` : " (the token may not manage webhooks)",
+      ", so GitHub will not tell Slipway about pushes until you add the webhook yourself.",
+    ),
+    ...manualWebhookSteps(hook),
   );
 }
 
@@ -348,12 +371,13 @@ function connectDialog() {
 
     function showWebhook(answer) {
       step = "webhook";
-      title.textContent = "Add the webhook in GitHub";
+      const unreachable = answer.webhook.reachable === false;
+      title.textContent = unreachable ? "GitHub cannot send pushes here" : "Add the webhook in GitHub";
       form.hidden = true;
       intro.hidden = true;
       body.replaceChildren(webhookBody(answer));
       const [done] = setButtons([
-        { label: "I have added the webhook", value: "done", kind: "primary", action: () => finish(answer) },
+        { label: unreachable ? "Done" : "I have added the webhook", value: "done", kind: "primary", action: () => finish(answer) },
       ]);
       done.focus();
     }
@@ -384,9 +408,18 @@ function syncSummary(entry) {
   return parts.join(" ");
 }
 
+const RESULT_KIND = { succeeded: "ok", failed: "failed", cancelled: "cancelled", skipped: "skipped" };
+
 function resultBadge(result) {
-  const kind = result === "succeeded" ? "ok" : result === "failed" ? "failed" : "skipped";
-  return h("span", { className: `badge ${kind}` }, result || "unknown");
+  return h("span", { className: `badge ${RESULT_KIND[result] || "skipped"}` }, result || "unknown");
+}
+
+/** The time of day of `value` (with the date when it is not today), in a <time>. */
+function clock(value) {
+  const date = parseTime(value);
+  if (!date) return h("time", {}, value || "");
+  const today = date.toDateString() === new Date().toDateString();
+  return h("time", { className: "clock", dateTime: value, title: absoluteTime(value) }, today ? date.toLocaleTimeString() : date.toLocaleString());
 }
 
 function commitRange(entry) {
@@ -395,11 +428,25 @@ function commitRange(entry) {
   return h("span", { className: "commits" }, h("code", { title: entry.before }, shortSha(entry.before)), " → ", after);
 }
 
+/** A key for an entry: its journal id (the row key), or what it says when it has none. */
+const entryKey = (entry) => entry.id || `${entry.at}|${entry.trigger}|${entry.result}|${entry.after}`;
+
 function historyRow(entry) {
   const warnings = entry.warnings || [];
+  const drift = entry.drift || [];
   const failed = entry.result === "failed";
   const details = h("td", { className: "details" });
   if (entry.message) details.append(h("div", { className: failed ? "message failed" : "message" }, entry.message));
+  if (drift.length) {
+    details.append(
+      h(
+        "details",
+        { className: "drift" },
+        h("summary", {}, `${plural(drift.length, "file")} changed by hand, put back`),
+        h("ul", {}, drift.map((path) => h("li", {}, path))),
+      ),
+    );
+  }
   if (warnings.length) {
     details.append(
       h(
@@ -411,12 +458,25 @@ function historyRow(entry) {
     );
   }
   const trigger = h("td", { title: entry.delivery ? `delivery ${entry.delivery}` : "" }, entry.trigger || "");
+  const result = h("td", {}, resultBadge(entry.result));
+  if (drift.length) {
+    result.append(
+      " ",
+      h(
+        "span",
+        { className: "badge drift", title: "Files changed by hand in the workspace since the sync before; this sync put them back as the branch has them" },
+        `${drift.length} put back`,
+      ),
+    );
+  }
+  const dataset = { result: entry.result || "", trigger: entry.trigger || "", id: entry.id || "" };
+  if (drift.length) dataset.drift = String(drift.length);
   return h(
     "tr",
-    { className: `sync ${entry.result || ""}`, dataset: { result: entry.result || "", trigger: entry.trigger || "" } },
+    { className: `sync ${entry.result || ""}${drift.length ? " drifted" : ""}`, dataset },
     h("td", { className: "when" }, time(entry.at)),
     trigger,
-    h("td", {}, resultBadge(entry.result)),
+    result,
     h("td", {}, commitRange(entry)),
     h("td", { className: "changes", title: `${entry.added ?? 0} added, ${entry.changed ?? 0} changed, ${entry.deleted ?? 0} deleted` }, syncSummary(entry)),
     h("td", { className: "num" }, entry.bytes == null ? "" : formatBytes(entry.bytes)),
@@ -435,10 +495,14 @@ function definitions(pairs) {
 
 function webhookFact(webhook) {
   if (!webhook) return "none";
-  if (webhook.managed) {
-    return h("span", {}, `Managed by Slipway${webhook.id != null ? ` (id ${webhook.id})` : ""} · `, h("code", {}, webhook.url || ""));
+  const url = h("code", {}, webhook.url || "");
+  if (webhook.reachable === false) {
+    return h("span", { className: "unreachable" }, "None: GitHub cannot reach ", webhook.url ? url : "this Slipway", " (see below)");
   }
-  return h("span", {}, "Added by hand in GitHub (Slipway does not manage it) · ", h("code", {}, webhook.url || ""));
+  if (webhook.managed) {
+    return h("span", {}, `Managed by Slipway${webhook.id != null ? ` (id ${webhook.id})` : ""} · `, url);
+  }
+  return h("span", {}, "Added by hand in GitHub (Slipway does not manage it) · ", url);
 }
 
 function lastSyncFact(entry) {
@@ -454,6 +518,25 @@ function lastSyncFact(entry) {
   );
 }
 
+/** The journal entry the last pass left (one that changed something, or failed), or null. */
+const passEntry = (pass, entries) =>
+  (pass && pass.at && (entries || []).find((entry) => entry.at === pass.at && entry.trigger === pass.trigger)) || null;
+
+/** The last pass, whatever it found: a pass that changed nothing has no journal row. */
+function lastPassFact(pass, journaled) {
+  const commit = pass.commit ? h("code", { title: pass.commit }, shortSha(pass.commit)) : null;
+  const how = [pass.trigger, pass.duration_ms != null ? `took ${formatDuration(pass.duration_ms)}` : ""].filter(Boolean).join(", ");
+  let what;
+  if (pass.result === "succeeded") {
+    what = journaled
+      ? h("span", {}, "synced", commit ? [" to ", commit] : null)
+      : h("span", { className: "up-to-date" }, "up to date", commit ? [" at ", commit] : null);
+  } else {
+    what = h("span", {}, resultBadge(pass.result), pass.message ? [" ", h("span", { className: pass.result === "failed" ? "failed" : "" }, pass.message)] : null);
+  }
+  return h("span", { className: "last-pass", dataset: { result: pass.result || "" } }, time(pass.at), " · ", what, how ? ` (${how})` : "");
+}
+
 function snapshotsFact(snapshots) {
   if (!snapshots || !snapshots.length) return "none";
   const sorted = [...snapshots].sort((a, b) => String(b.snapshot).localeCompare(String(a.snapshot)));
@@ -465,6 +548,57 @@ function snapshotsFact(snapshots) {
   );
 }
 
+/** What syncing does now: "Syncing abc1234 — applying since 12:00 on host:42", or the requests waiting. */
+function syncActivity(sync) {
+  if (!sync || sync.state === "idle" || (!sync.running && !sync.waiting)) return null;
+  const running = sync.running;
+  const parts = [];
+  if (running) {
+    parts.push(
+      h("span", { className: "badge running" }, "syncing"),
+      " ",
+      h(
+        "span",
+        { className: "activity-text" },
+        "Syncing",
+        running.commit ? [" ", h("code", { title: running.commit }, shortSha(running.commit))] : null,
+        ` — ${running.phase || "working"} since `,
+        clock(running.since),
+        " on ",
+        h("code", {}, running.holder || "another instance"),
+        running.trigger ? ` (${running.trigger})` : "",
+      ),
+    );
+    if (running.cancel_requested_by) {
+      parts.push(h("span", { className: "activity-note cancel" }, ` · cancel requested by ${running.cancel_requested_by}: it stops before it writes, or finishes if it is already applying`));
+    }
+    if (sync.waiting) parts.push(h("span", { className: "activity-note" }, ` · ${plural(sync.waiting, "request")} waiting behind it`));
+  } else {
+    parts.push(
+      h("span", { className: "badge waiting" }, "waiting"),
+      " ",
+      h(
+        "span",
+        { className: "activity-text" },
+        `${plural(sync.waiting, "sync request")} waiting`,
+        sync.waiting_since ? [" since ", clock(sync.waiting_since)] : null,
+        "; a sync starts on them shortly",
+      ),
+    );
+  }
+  return h("div", { className: "github-sync", id: "github-sync-state", dataset: { state: running ? "running" : "waiting" } }, parts);
+}
+
+/** Whether the view should follow the sync closely (every couple of seconds). */
+const syncBusy = (status) => Boolean(status && status.sync && status.sync.state && status.sync.state !== "idle");
+
+/** The status without what changes at every lease renewal, to tell when the card needs drawing again. */
+function statusKey(status) {
+  if (!status) return "";
+  const running = status.sync && status.sync.running ? { ...status.sync.running, expires: undefined } : null;
+  return JSON.stringify({ ...status, sync: status.sync ? { ...status.sync, running } : null });
+}
+
 /**
  * @param {{isAdmin: () => boolean, onWorkspaceChanged: () => Promise<unknown>}} options
  */
@@ -472,25 +606,87 @@ export function createGithubView({ isAdmin, onWorkspaceChanged }) {
   const statusHost = document.getElementById("github-status");
   const historyTable = document.getElementById("github-history");
   const historyNote = document.getElementById("github-history-note");
+  const moreButton = h("button", { type: "button", id: "github-history-more", hidden: true }, "Load more");
+  const historyFoot = h(
+    "div",
+    { className: "github-history-foot" },
+    moreButton,
+    h("p", { className: "github-history-hint" }, "Syncs that found nothing to change are not listed; the last one shows as “Last checked” above."),
+  );
+  historyTable.after(historyFoot);
+
   let status = null;
   let statusError = null;
-  let entries = null;
-  let lastHistoryJson = "";
+  let renderedKey = null;
+  // The journal as read so far: the first page (read again at each refresh) and the pages
+  // "Load more" added; `next` is the cursor of the page after the last one shown.
+  let history = { entries: null, next: null, paged: false, error: null };
+  const rows = new Map(); // entry key -> {json, row}: rows kept, so an expanded list stays open
   let running = null;
+  let fullAfter = false;
   let visible = false;
   let timer = null;
   let waitingForSync = null;
+  let cancelling = false;
 
-  function render() {
+  /** The last pass when it belongs to this connection (one before it says nothing about it). */
+  function currentPass() {
+    const pass = status && status.connected && status.sync && status.sync.last_pass;
+    if (!pass || !pass.at) return null;
+    const connectedAt = parseTime(status.connected_at);
+    return connectedAt && (parseTime(pass.at)?.getTime() ?? 0) < connectedAt.getTime() ? null : pass;
+  }
+
+  function render(force = true) {
+    const journaled = Boolean(passEntry(currentPass(), history.entries));
+    const key = `${statusKey(status)}|${statusError}|${isAdmin()}|${cancelling}|${journaled}`;
+    if (!force && key === renderedKey) {
+      for (const t of statusHost.querySelectorAll("time:not(.clock)")) t.textContent = relativeTime(t.dateTime);
+      return;
+    }
+    renderedKey = key;
+    const focused = document.activeElement && statusHost.contains(document.activeElement) ? document.activeElement.id : "";
     statusHost.replaceChildren(renderStatus());
+    // Drawn again under the pointer or keyboard: the button in use keeps the focus.
+    if (focused) document.getElementById(focused)?.focus();
+  }
+
+  function actionButtons(connected) {
+    const buttons = [];
+    if (connected) {
+      const sync = h("button", { type: "button", id: "github-sync", className: "primary" });
+      sync.innerHTML = icon("refresh");
+      sync.append("Sync now");
+      sync.addEventListener("click", () => syncNow(sync));
+      buttons.push(sync);
+    }
+    const activity = status.sync;
+    if (syncBusy(status) && !(activity.running && activity.running.trigger === "disconnect")) {
+      const requested = Boolean(activity.running && activity.running.cancel_requested_by) && !activity.waiting;
+      const cancel = h("button", { type: "button", id: "github-cancel", className: "danger", disabled: cancelling || requested });
+      cancel.innerHTML = icon("stop");
+      cancel.append(requested || cancelling ? "Cancelling…" : "Cancel sync");
+      cancel.title = "Stop the running sync before it writes, and drop the waiting requests";
+      cancel.addEventListener("click", () => cancelSync(cancel));
+      buttons.push(cancel);
+    }
+    if (connected) {
+      const disconnect = h("button", { type: "button", id: "github-disconnect" }, "Disconnect…");
+      disconnect.addEventListener("click", disconnect_);
+      buttons.push(disconnect);
+    }
+    return buttons;
   }
 
   function renderStatus() {
-    if (statusError) {
+    if (statusError && !status) {
       return h("div", { className: "github-card error", role: "alert" }, `The GitHub connection could not be read: ${statusError}`);
     }
     if (!status) return h("div", { className: "github-card" }, "Reading the connection…");
     const admin = isAdmin();
+    const stale = statusError
+      ? h("p", { className: "github-stale failed", role: "alert" }, `The connection could not be refreshed: ${statusError}`)
+      : null;
     if (!status.connected) {
       const card = h(
         "div",
@@ -501,97 +697,183 @@ export function createGithubView({ isAdmin, onWorkspaceChanged }) {
           {},
           "Connect a GitHub repository to make one of its branches the source of the workspace: every push to the branch is synced here, and the editor becomes read-only.",
         ),
+        syncActivity(status.sync),
+        stale,
       );
       if (admin) {
         const connect = h("button", { type: "button", className: "primary", id: "github-connect" }, "Connect a repository…");
         connect.addEventListener("click", connect_);
-        card.append(h("div", { className: "github-actions" }, connect));
+        card.append(h("div", { className: "github-actions" }, connect, ...actionButtons(false)));
       } else {
         card.append(h("p", { className: "role-note" }, "Only an admin can connect a repository."));
       }
       return card;
     }
+    const connecting = status.state === "connecting";
+    const webhook = status.webhook || {};
+    const pass = currentPass();
     const card = h(
       "div",
-      { className: "github-card connected", dataset: { connected: "true" } },
+      { className: `github-card connected${connecting ? " connecting" : ""}`, dataset: { connected: "true", state: status.state || "connected" } },
       h(
         "div",
         { className: "github-card-head" },
-        h("span", { className: "dot on" }),
-        "Connected to ",
+        h("span", { className: connecting ? "dot pending" : "dot on" }),
+        connecting ? "Connecting to " : "Connected to ",
         h("strong", { id: "github-repository" }, status.repository),
         " · branch ",
         h("strong", { id: "github-branch" }, status.branch),
       ),
+      connecting ? h("p", { className: "connecting-note" }, "The first sync has not finished: the workspace becomes the branch when it does.") : null,
+      syncActivity(status.sync),
       definitions([
         ["Last sync", lastSyncFact(status.last_sync)],
-        ["Webhook", webhookFact(status.webhook)],
+        pass ? ["Last checked", lastPassFact(pass, Boolean(passEntry(pass, history.entries)))] : null,
+        ["Webhook", webhookFact(webhook)],
         ["Connected", h("span", {}, time(status.connected_at), status.connected_by ? ` by ${status.connected_by}` : "")],
         ["Snapshots", snapshotsFact(status.snapshots)],
       ]),
+      webhook.reachable === false
+        ? h(
+            "p",
+            { className: "github-warning", id: "github-webhook-warning", dataset: { warning: "webhook" } },
+            h("strong", {}, "Pushes do not reach this Slipway. "),
+            webhook.message || "GitHub cannot deliver to the webhook URL.",
+          )
+        : null,
+      stale,
     );
     if (admin) {
-      const sync = h("button", { type: "button", id: "github-sync", className: "primary" });
-      sync.innerHTML = icon("refresh");
-      sync.append("Sync now");
-      sync.addEventListener("click", () => syncNow(sync));
-      const disconnect = h("button", { type: "button", id: "github-disconnect" }, "Disconnect…");
-      disconnect.addEventListener("click", disconnect_);
-      card.append(h("div", { className: "github-actions" }, sync, disconnect));
+      card.append(h("div", { className: "github-actions" }, actionButtons(true)));
     } else {
       card.append(h("p", { className: "role-note" }, "Only an admin can sync or disconnect the repository."));
     }
     return card;
   }
 
-  function renderHistory(error) {
+  function renderHistory() {
     const tbody = historyTable.querySelector("tbody");
-    if (error) {
+    const { entries, error } = history;
+    if (error && !entries) {
       historyNote.textContent = `The sync history could not be read: ${error}`;
       historyNote.className = "failed";
       historyNote.hidden = false;
       return;
     }
-    const json = JSON.stringify(entries);
-    historyNote.className = "";
+    historyNote.className = error ? "failed" : "";
     if (!entries || !entries.length) {
-      historyNote.textContent = "No syncs yet.";
+      historyNote.textContent = error ? `The sync history could not be read: ${error}` : "No syncs yet.";
       historyNote.hidden = false;
       historyTable.hidden = true;
-      lastHistoryJson = json;
+      historyFoot.hidden = true;
+      rows.clear();
       return;
     }
-    historyNote.hidden = true;
+    historyNote.textContent = error ? `The sync history could not be refreshed: ${error}` : "";
+    historyNote.hidden = !error;
     historyTable.hidden = false;
-    // Re-render only when something changed, so an expanded list of warnings stays open.
-    if (json === lastHistoryJson) {
-      for (const t of tbody.querySelectorAll("time")) t.textContent = relativeTime(t.dateTime);
-      return;
+    historyFoot.hidden = false;
+    moreButton.hidden = !history.next;
+    // Rows already shown are kept (moved, not rebuilt), so an expanded list stays open.
+    const seen = new Set();
+    const ordered = entries.map((entry) => {
+      const key = entryKey(entry);
+      seen.add(key);
+      const json = JSON.stringify(entry);
+      let kept = rows.get(key);
+      if (!kept || kept.json !== json) {
+        kept = { json, row: historyRow(entry) };
+        rows.set(key, kept);
+      } else {
+        for (const t of kept.row.querySelectorAll("time")) t.textContent = relativeTime(t.dateTime);
+      }
+      return kept.row;
+    });
+    for (const key of [...rows.keys()]) if (!seen.has(key)) rows.delete(key);
+    if (ordered.length !== tbody.children.length || ordered.some((row, index) => tbody.children[index] !== row)) {
+      tbody.replaceChildren(...ordered);
     }
-    lastHistoryJson = json;
-    tbody.replaceChildren(...entries.map(historyRow));
   }
 
-  async function refresh() {
-    if (running) return running;
+  /** The first page read again, merged with the pages "Load more" added below it. */
+  function mergeFirstPage(page) {
+    const first = page.entries || [];
+    const older = history.paged ? history.entries || [] : [];
+    const lastFirst = first.length ? first[first.length - 1] : null;
+    // More new rows than a page since the last read: what lay below no longer joins on; start over.
+    const joined = !page.next || !older.length || older.some((entry) => lastFirst && entryKey(entry) === entryKey(lastFirst));
+    if (!history.paged || !joined) {
+      history = { entries: first, next: page.next || null, paged: false, error: null };
+      return;
+    }
+    const keys = new Set(first.map(entryKey));
+    history = { ...history, entries: [...first, ...older.filter((entry) => !keys.has(entryKey(entry)))], error: null };
+  }
+
+  async function loadMore() {
+    if (!history.next) return;
+    moreButton.disabled = true;
+    moreButton.textContent = "Loading…";
+    try {
+      const page = await api.getGithubSyncs({ limit: HISTORY_LIMIT, after: history.next });
+      const keys = new Set((history.entries || []).map(entryKey));
+      history = {
+        entries: [...(history.entries || []), ...(page.entries || []).filter((entry) => !keys.has(entryKey(entry)))],
+        next: page.next || null,
+        paged: true,
+        error: null,
+      };
+      renderHistory();
+    } catch (error) {
+      showError(error, "Could not read older syncs");
+    } finally {
+      moreButton.disabled = false;
+      moreButton.textContent = "Load more";
+    }
+  }
+
+  /**
+   * Read the status, and the journal's first page when it may have changed (`full`: always).
+   */
+  async function refresh({ full = true } = {}) {
+    if (running) {
+      // Asked for everything while a quick read is under way: read everything after it.
+      if (full) fullAfter = true;
+      return running;
+    }
     running = (async () => {
-      const [got, syncs] = await Promise.allSettled([api.getGithub(), api.getGithubSyncs(HISTORY_LIMIT)]);
-      if (got.status === "fulfilled") {
-        status = got.value;
+      try {
+        status = await api.getGithub();
         statusError = null;
-      } else {
-        statusError = got.reason?.message || String(got.reason);
+      } catch (error) {
+        statusError = error?.message || String(error);
       }
-      render();
-      if (syncs.status === "fulfilled") {
-        entries = syncs.value.entries || [];
-        renderHistory();
-      } else {
-        renderHistory(syncs.reason?.message || String(syncs.reason));
+      render(false);
+      const newest = history.entries && history.entries[0];
+      const lastSync = status && status.last_sync;
+      const stale =
+        full ||
+        !history.entries ||
+        history.error ||
+        (lastSync ? !newest || entryKey(lastSync) !== entryKey(newest) : Boolean(newest));
+      if (stale) {
+        try {
+          mergeFirstPage(await api.getGithubSyncs({ limit: HISTORY_LIMIT }));
+        } catch (error) {
+          history = { ...history, error: error?.message || String(error) };
+        }
       }
-      if (waitingForSync && entries) checkQueuedSync();
+      renderHistory();
+      render(false); // "Last checked" says whether the last pass is in the journal
+      if (waitingForSync && status && !statusError) checkQueuedSync();
     })().finally(() => {
       running = null;
+      if (fullAfter) {
+        fullAfter = false;
+        refresh();
+      } else {
+        plan();
+      }
     });
     return running;
   }
@@ -608,7 +890,8 @@ export function createGithubView({ isAdmin, onWorkspaceChanged }) {
       toast(`Connected to ${what}, but the first sync failed: ${sync.message || "see the sync history"}`, { kind: "error" });
     } else {
       const counts = sync ? ` — ${sync.added ?? 0} added, ${sync.changed ?? 0} changed, ${sync.deleted ?? 0} deleted` : "";
-      toast(`Connected to ${what}${counts}. Pushes to ${answer.branch} now sync the workspace.`);
+      const pushes = answer.webhook && answer.webhook.reachable === false ? "Press Sync now after a push (GitHub cannot send pushes here)." : `Pushes to ${answer.branch} now sync the workspace.`;
+      toast(`Connected to ${what}${counts}. ${pushes}`);
     }
     await Promise.all([onWorkspaceChanged(), refresh()]);
   }
@@ -625,6 +908,7 @@ export function createGithubView({ isAdmin, onWorkspaceChanged }) {
           managed ? "the webhook is removed from GitHub." : "the webhook was added by hand, so remove it in the repository settings.",
         ),
         sentence("Pushes to the branch are no longer synced until you connect again."),
+        syncBusy(status) ? sentence("A sync is running or waiting: it is stopped first.") : null,
       ),
       buttons: [
         { label: "Cancel", value: "cancel", focus: true },
@@ -650,55 +934,111 @@ export function createGithubView({ isAdmin, onWorkspaceChanged }) {
     } else {
       toast(`Disconnected from ${repo}. The files stay; editing is possible again.`);
     }
+    waitingForSync = null;
     await Promise.all([onWorkspaceChanged(), refresh()]);
   }
 
   async function syncNow(button) {
     button.disabled = true;
+    const before = status && status.sync && status.sync.last_pass ? status.sync.last_pass.at : null;
     try {
-      await api.syncGithub();
-      waitingForSync = { since: entries && entries[0] ? entries[0].at : null, until: Date.now() + 120000 };
-      toast("Sync queued: the branch is fetched and the workspace updated; the history shows the result.");
-      schedule(2000);
+      const answer = await api.syncGithub();
+      waitingForSync = { before, until: Date.now() + 120000 };
+      const behind = answer.waiting_for;
+      if (behind) {
+        const what = [behind.trigger ? `the ${behind.trigger} sync` : "the running sync", behind.commit ? ` of ${shortSha(behind.commit)}` : ""].join("");
+        const since = parseTime(behind.since);
+        toast(
+          `Sync queued behind ${what}, ${behind.phase || "running"} on ${behind.holder || "another instance"} since ${since ? since.toLocaleTimeString() : behind.since}: it starts when that one ends.`,
+          { timeout: 8000 },
+        );
+      } else if (answer.message) {
+        toast(`Sync queued: ${answer.message}`, { timeout: 8000 });
+      } else {
+        toast("Sync queued: the branch is fetched and the workspace compared with it; the result shows here.");
+      }
     } catch (error) {
       showError(new Error(describeGithubError(error)), "Sync now");
     } finally {
       button.disabled = false;
     }
+    await refresh({ full: false });
   }
 
-  /** After "Sync now": when a newer entry appears, say how it went and reload the tree. */
+  async function cancelSync(button) {
+    if (cancelling) return;
+    cancelling = true;
+    button.disabled = true;
+    try {
+      const answer = await api.cancelGithubSync();
+      const dropped = answer.dropped_requests || 0;
+      const droppedText = dropped ? `${plural(dropped, "waiting request")} dropped` : "";
+      if (answer.running) {
+        toast(
+          `Cancel requested: the running sync stops before it writes (one already applying a commit finishes)${droppedText ? `; ${droppedText}` : ""}.`,
+          { timeout: 6000 },
+        );
+      } else if (answer.cancelled) {
+        toast(`Cancelled: ${droppedText || "nothing was waiting"}.`, { timeout: 4000 });
+      } else {
+        toast("Nothing to cancel: no sync was running or waiting.", { timeout: 4000 });
+      }
+    } catch (error) {
+      showError(new Error(describeGithubError(error)), "Cancel sync");
+    } finally {
+      cancelling = false;
+    }
+    await refresh({ full: false });
+  }
+
+  /** After "Sync now": once a newer pass ended and nothing waits, say how it went. */
   function checkQueuedSync() {
-    const newest = entries[0];
-    if (newest && newest.at !== waitingForSync.since && (parseTime(newest.at)?.getTime() ?? 0) >= (parseTime(waitingForSync.since)?.getTime() ?? 0)) {
+    const pass = status.sync && status.sync.last_pass;
+    const { before } = waitingForSync;
+    const newer =
+      pass && pass.at && pass.at !== before && (!before || (parseTime(pass.at)?.getTime() ?? 0) >= (parseTime(before)?.getTime() ?? 0));
+    if (newer && !syncBusy(status)) {
       waitingForSync = null;
-      if (newest.result === "failed") toast(`The sync failed: ${newest.message || "see the sync history"}`, { kind: "error" });
-      else toast(`Synced: ${newest.added ?? 0} added, ${newest.changed ?? 0} changed, ${newest.deleted ?? 0} deleted.`, { timeout: 3000 });
-      onWorkspaceChanged();
+      const entry = passEntry(pass, history.entries);
+      if (pass.result === "failed") {
+        toast(`The sync failed: ${pass.message || "see the sync history"}`, { kind: "error" });
+      } else if (pass.result === "cancelled" || pass.result === "skipped") {
+        toast(`The sync was ${pass.result}: ${pass.message || "see the sync history"}`, { timeout: 5000 });
+      } else if (entry) {
+        toast(`Synced: ${entry.added ?? 0} added, ${entry.changed ?? 0} changed, ${entry.deleted ?? 0} deleted.`, { timeout: 4000 });
+        onWorkspaceChanged();
+      } else {
+        toast(`Up to date: the workspace already matches ${status.branch || "the branch"}${pass.commit ? ` at ${shortSha(pass.commit)}` : ""}.`, { timeout: 4000 });
+      }
     } else if (Date.now() > waitingForSync.until) {
       waitingForSync = null;
     }
   }
 
-  function schedule(delay) {
+  /**
+   * The next read: every couple of seconds while a sync runs or waits (or one asked for has
+   * not ended), otherwise every POLL_MS; none while the view or the browser tab is hidden.
+   */
+  function plan() {
     clearTimeout(timer);
-    timer = setTimeout(async () => {
-      if (!visible && !waitingForSync) return;
-      await refresh();
-      schedule(waitingForSync ? 2000 : POLL_MS);
-    }, delay);
+    timer = null;
+    if (!visible || document.hidden) return;
+    const delay = syncBusy(status) || waitingForSync ? BUSY_POLL_MS : POLL_MS;
+    timer = setTimeout(() => refresh({ full: false }), delay);
   }
 
   function setVisible(value) {
     visible = value;
-    if (visible) {
-      refresh();
-      schedule(POLL_MS);
-    } else if (!waitingForSync) {
-      clearTimeout(timer);
-    }
+    if (visible) refresh();
+    else plan();
   }
 
+  document.addEventListener("visibilitychange", () => {
+    if (!visible) return;
+    if (document.hidden) plan();
+    else refresh({ full: false });
+  });
+  moreButton.addEventListener("click", loadMore);
   document.getElementById("github-refresh").addEventListener("click", () => refresh());
   return { refresh, render, setVisible };
 }
