@@ -149,7 +149,13 @@ class SyncPasses:
     def _pass(
         self, held: Held, requests: list[SyncRequest], trigger: str, deliveries: tuple[str, ...]
     ) -> tuple[SyncRecord, bool]:
-        # Read under the lease: a disconnect that finished while this pass waited wins.
+        # Read under the lease: a cancel or a disconnect that came while this pass waited wins
+        # (their requests are gone), and requests that arrived meanwhile ride along.
+        requests = self._pending.list()
+        if not requests:
+            return SyncRecord(trigger, "idle", "nothing to sync (cancelled while waiting)", deliveries), False
+        trigger = requests[-1].trigger
+        deliveries = tuple(r.delivery for r in requests if r.delivery)
         connection = self._connections.get()
         if connection is None:
             self._pending.remove(requests)

@@ -119,9 +119,11 @@ class WebhookHandler:
     def _secret(self, *, fresh: bool = False) -> str | None:
         cached = self._cached_secret
         if fresh or cached is None or self._clock() - cached[0] > _SECRET_TTL_SECONDS:
-            self._secret_connection = self._connection_stamp()
+            stamp = self._connection_stamp()
             cached = (self._clock(), self._secrets.get_secret(WEBHOOK_SECRET))
-            self._cached_secret = cached
+            # Together, and only once the secret is in hand: a concurrent delivery that sees
+            # this connection's stamp must also see its secret.
+            self._cached_secret, self._secret_connection = cached, stamp
         return cached[1]
 
     def handle(self, headers: Mapping[str, str], body: bytes) -> WebhookAnswer:
@@ -131,9 +133,10 @@ class WebhookHandler:
         signature = headers.get(SIGNATURE_HEADER)
         secret = self._secret()
         valid = secret is not None and verify(secret, body, signature)
-        if not valid and signature and self._may_refresh():
-            # The secret may have changed (or appeared, by a connect) since it was cached.
-            fresh = self._secret(fresh=True)
+        if not valid and signature:
+            # The secret may have changed (or appeared, by a connect) since it was cached; or
+            # another delivery just re-read it.
+            fresh = self._secret(fresh=True) if self._may_refresh() else self._secret()
             valid = fresh is not None and verify(fresh, body, signature)
         if not valid:
             # Only requests that fail the signature are limited: a flood of them never turns
