@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from slipway.adapters.queues import decode_wire
+from slipway.adapters.secrets import FileSecretStore
 from slipway.bootstrap import Services, build_services
 from slipway.config import load_settings
-from slipway.gitsync.connection import WEBHOOK_SECRET, Connection
+from slipway.gitsync.connection import WEBHOOK_SECRET, Connection, ConnectionStore
+from slipway.gitsync.journal import SyncJournal
 from slipway.gitsync.signature import sign, verify
+from slipway.gitsync.webhook import WebhookAnswer, WebhookHandler
 from slipway.names import SYNC_QUEUE, WEBHOOK_DELIVERIES_TABLE
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -218,57 +223,239 @@ def test_concurrent_duplicates_are_queued_exactly_once(services: Services) -> No
     assert len([m for m in queued(services) if m["delivery"] == "same"]) == 1
 
 
-class CountingSecrets:
-    """The real secret store, counting reads (Key Vault calls in Azure)."""
+class CountingSecrets(FileSecretStore):
+    """The real file secret store, counting reads (each one a Key Vault call in Azure)."""
 
-    def __init__(self, inner: object) -> None:
-        self.inner = inner
-        self.reads = 0
+    reads = 0
 
     def get_secret(self, name: str) -> str | None:
         self.reads += 1
-        return self.inner.get_secret(name)  # type: ignore[attr-defined]
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.inner, name)
+        return super().get_secret(name)
 
 
-def test_a_flood_of_bad_signatures_never_blocks_a_signed_delivery_nor_hammers_the_secret_store(
-    services: Services,
-) -> None:
-    connect_state(services)
-    drain(services)
-    counting = CountingSecrets(services.webhook._secrets)
-    services.webhook._secrets = counting  # type: ignore[assignment]
-    body = json.dumps(octokit_example("push")).encode()
-    answers = []
-    for n in range(200):
-        headers = {"x-github-event": "push", "x-github-delivery": f"flood-{n}"}
-        if n % 2:
-            headers["x-hub-signature-256"] = sign("guessed", body)
-        answers.append(services.webhook.handle(headers, body).status)
-    assert set(answers[:60]) == {401} and set(answers[60:]) == {429}
-    assert counting.reads <= 3, f"the flood read the secret store {counting.reads} times"
+class CountingConnections(ConnectionStore):
+    """The real connection store, counting reads (each one a Table call)."""
 
-    push = dict(octokit_example("push"), ref="refs/heads/main")
-    assert deliver(services, "push", push, delivery="after-the-flood").status == 202
-    assert deliver(services, "ping", octokit_example("ping"), delivery="ping-after-flood").status == 200
-    assert [m["delivery"] for m in queued(services)] == ["after-the-flood"]
+    reads = 0
+
+    def get(self) -> Connection | None:
+        self.reads += 1
+        return super().get()
 
 
-def test_a_secret_changed_during_a_flood_is_picked_up_within_seconds(services: Services) -> None:
-    now = [1000.0]
-    services.webhook._clock = lambda: now[0]  # type: ignore[attr-defined]
-    connect_state(services)
-    drain(services)
-    push = dict(octokit_example("push"), ref="refs/heads/main")
-    assert deliver(services, "push", push, delivery="old-secret").status == 202
-    services.secrets.set_secret(WEBHOOK_SECRET, "the new secret")  # a reconnect
-    for n in range(100):
-        body = b"{}"
-        services.webhook.handle(
-            {"x-github-event": "push", "x-github-delivery": f"f-{n}", "x-hub-signature-256": sign("x", body)},
+@dataclass
+class Watched:
+    """A webhook handler over the real stores, with its reads counted and its clock in hand."""
+
+    handler: WebhookHandler
+    secrets: CountingSecrets
+    connections: CountingConnections
+    now: list[float]
+
+    def handle(self, headers: dict[str, str], body: bytes) -> WebhookAnswer:
+        return self.handler.handle(headers, body)
+
+    def deliver(self, event: str, payload: object, *, delivery: str, secret: str = SECRET) -> WebhookAnswer:
+        body = json.dumps(payload).encode()
+        return self.handle(
+            {
+                "x-github-event": event,
+                "x-github-delivery": delivery,
+                "x-github-hook-id": "7",
+                "x-hub-signature-256": sign(secret, body),
+            },
             body,
         )
-    now[0] += 6
-    assert deliver(services, "push", push, delivery="new-secret", secret="the new secret").status == 202
+
+
+@pytest.fixture
+def watched(services: Services, base_env: dict[str, str]) -> Watched:
+    now = [1000.0]
+    secrets = CountingSecrets(Path(base_env["SLIPWAY_SECRETS_FILE"]))
+    connections = CountingConnections(services.tables)
+    handler = WebhookHandler(
+        secrets=secrets,
+        tables=services.tables,
+        queues=services.queues,
+        connections=connections,
+        journal=SyncJournal(services.tables),
+        clock=lambda: now[0],
+    )
+    return Watched(handler, secrets, connections, now)
+
+
+def flood_request(n: int, body: bytes) -> dict[str, str]:
+    """Unsigned, signed with a guessed secret, or with a malformed signature, in turn."""
+    headers = {"x-github-event": "push", "x-github-delivery": f"flood-{n}"}
+    if n % 3 == 1:
+        headers["x-hub-signature-256"] = sign("guessed", body)
+    elif n % 3 == 2:
+        headers["x-hub-signature-256"] = "sha256=" + "0" * 64
+    return headers
+
+
+def real_push_to_the_connected_branch(services: Services) -> dict[str, object]:
+    push = octokit_example("push")
+    connect_state(services, branch=str(push["ref"]).removeprefix("refs/heads/"))
+    drain(services)
+    return push
+
+
+def test_a_flood_of_bad_requests_gets_401_then_429_and_a_real_push_and_ping_still_get_through(
+    services: Services, watched: Watched
+) -> None:
+    push = real_push_to_the_connected_branch(services)
+    body = json.dumps(push).encode()
+    answers = [watched.handle(flood_request(n, body), body) for n in range(200)]
+    statuses = [a.status for a in answers]
+    assert statuses == [401] * 60 + [429] * 140
+    assert {a.body["error"]["code"] for a in answers[60:]} == {"too_many_requests"}
+    # One read to start with and one re-read for the first unmatched signature; none after.
+    assert watched.secrets.reads <= 2, f"the flood read the secret store {watched.secrets.reads} times"
+    assert watched.connections.reads <= 2, f"the flood read the connection {watched.connections.reads} times"
+
+    queuedpush = watched.deliver("push", push, delivery="after-the-flood")
+    assert queuedpush.status == 202 and queuedpush.body["queued"] is True
+    ping = watched.deliver("ping", octokit_example("ping"), delivery="ping-after-the-flood")
+    assert ping.status == 200 and ping.body["pong"] is True
+    assert [m["delivery"] for m in queued(services)] == ["after-the-flood"]
+    assert watched.secrets.reads <= 2
+
+
+def test_a_flood_from_many_clients_at_once_admits_exactly_the_limit_and_blocks_no_signed_delivery(
+    services: Services, watched: Watched
+) -> None:
+    push = real_push_to_the_connected_branch(services)
+    body = json.dumps(push).encode()
+    barrier = threading.Barrier(21)
+    flood: list[int] = []
+    signed: list[WebhookAnswer] = []
+    lock = threading.Lock()
+
+    def attacker(client: int) -> None:
+        barrier.wait()
+        for n in range(50):
+            status = watched.handle(flood_request(client * 50 + n, body), body).status
+            with lock:
+                flood.append(status)
+
+    def github() -> None:
+        barrier.wait()
+        for n in range(5):
+            answer = watched.deliver("push", push, delivery=f"signed-{n}")
+            with lock:
+                signed.append(answer)
+
+    threads = [threading.Thread(target=attacker, args=(c,)) for c in range(20)]
+    threads.append(threading.Thread(target=github))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(flood) == [401] * 60 + [429] * 940
+    assert [a.status for a in signed] == [202] * 5
+    assert sorted(m["delivery"] for m in queued(services)) == [f"signed-{n}" for n in range(5)]
+    assert watched.secrets.reads <= 2
+    # The signed pushes read the connection once each (their branch); the flood at most twice.
+    assert watched.connections.reads <= 2 + 5
+
+
+def test_a_reconnect_during_a_flood_is_picked_up_within_a_second(
+    services: Services, watched: Watched
+) -> None:
+    push = real_push_to_the_connected_branch(services)
+    branch = str(push["ref"]).removeprefix("refs/heads/")
+    assert watched.deliver("push", push, delivery="old-secret").status == 202
+    body = json.dumps(push).encode()
+    n = 0
+
+    def flood(seconds: float) -> None:
+        # Bad requests keep coming while the clock moves on, 20 a second.
+        nonlocal n
+        for _ in range(int(seconds * 20)):
+            watched.handle(flood_request(n, body), body)
+            watched.now[0] += 0.05
+            n += 1
+
+    flood(6)
+    # A reconnect in the order GitHubSyncService.connect writes: the connection first, then the
+    # new secret (GitHub pings with it at once), then the hook id; the flood goes on between.
+    connection = Connection(
+        repository="octo/flows",
+        branch=branch,
+        remote_url="file:///nowhere/octo/flows.git",
+        hook_id=None,
+        hook_managed=False,
+        webhook_url="http://127.0.0.1/api/github/webhook",
+        connected_at=datetime.now(UTC) + timedelta(seconds=1),
+        connected_by="test",
+    )
+    services.gitsync.connections.save(connection)
+    flood(1.5)
+    services.secrets.set_secret(WEBHOOK_SECRET, "the new secret")
+    flood(1.5)
+    services.gitsync.connections.save(
+        Connection(**{**connection.__dict__, "hook_id": 8, "hook_managed": True})
+    )
+    reads_before = watched.secrets.reads
+    flood(1.1)
+    answer = watched.deliver("push", push, delivery="new-secret", secret="the new secret")
+    assert answer.status == 202 and answer.body["queued"] is True
+    assert (
+        watched.deliver("ping", octokit_example("ping"), delivery="new-ping", secret="the new secret").status
+        == 200
+    )
+    assert watched.deliver("push", push, delivery="stale", secret=SECRET).status in (401, 429)
+    # 10 s of flood: a re-read every 5 s at most, plus the one the new connection called for.
+    assert watched.secrets.reads - reads_before <= 1
+    assert watched.secrets.reads <= 1 + 3 + 1
+
+
+def test_a_secret_changed_in_the_store_alone_is_picked_up_within_seconds_of_a_flood(
+    services: Services, watched: Watched
+) -> None:
+    push = real_push_to_the_connected_branch(services)
+    assert watched.deliver("push", push, delivery="before-rotation").status == 202
+    body = b"{}"
+    for n in range(50):
+        watched.handle(flood_request(n, body), body)
+    services.secrets.set_secret(WEBHOOK_SECRET, "rotated")  # same connection, new value
+    for n in range(50, 100):
+        watched.handle(flood_request(n, body), body)
+    # Within the re-read interval a rotation without a reconnect may be refused; after it, not.
+    watched.now[0] += 5
+    assert watched.deliver("push", push, delivery="rotated", secret="rotated").status == 202
+    assert watched.secrets.reads <= 3
+
+
+def test_header_names_in_any_case_are_read(services: Services, watched: Watched) -> None:
+    push = real_push_to_the_connected_branch(services)
+    body = json.dumps(push).encode()
+    headers = {
+        "X-GitHub-Event": "push",
+        "X-GITHUB-DELIVERY": "mixed-case",
+        "x-github-hook-id": "7",
+        "X-Hub-Signature-256": sign(SECRET, body),
+    }
+    answer = watched.handle(headers, body)
+    assert answer.status == 202 and answer.body["queued"] is True
+
+
+def test_a_delivery_id_reused_with_another_commit_is_a_duplicate_and_is_logged(
+    services: Services, watched: Watched, caplog: pytest.LogCaptureFixture
+) -> None:
+    push = real_push_to_the_connected_branch(services)
+    assert watched.deliver("push", push, delivery="reused").status == 202
+    other = dict(push, after="4" * 40)
+    with caplog.at_level(logging.WARNING, logger="slipway.gitsync.webhook"):
+        again = watched.deliver("push", other, delivery="reused")
+    assert again.status == 200 and again.body["duplicate"] is True
+    assert [m["after"] for m in queued(services)] == [push["after"]]
+    assert any("another commit" in r.getMessage() for r in caplog.records)
+
+
+def test_a_signed_push_near_githubs_cap_is_queued(services: Services, watched: Watched) -> None:
+    # GitHub sends up to 25 MB; a push of many commits comes close.
+    push = dict(real_push_to_the_connected_branch(services), padding="x" * (24 * 1024 * 1024))
+    answer = watched.deliver("push", push, delivery="big")
+    assert answer.status == 202 and answer.body["queued"] is True

@@ -2,10 +2,12 @@
 
 Order matters. The body size is capped before it is read further, and the signature is
 checked over the raw bytes before anything is parsed, so an unauthenticated request costs
-one HMAC and nothing else (and failed signatures are rate-limited; a signed delivery never is). Only then is the event
-looked at. A delivery is recorded as handled only once its sync request is safely on the
-queue, so GitHub's "Redeliver" of a delivery that failed here still works; a delivery seen
-before is answered without enqueuing again.
+one HMAC and nothing else. Only requests that fail the signature are rate-limited, so a flood
+of them never turns a correctly signed delivery away, and what such a request may make the
+handler do besides (re-read the secret in case it changed) is bounded per interval, not per
+request. Only then is the event looked at. A delivery is recorded as handled only once its
+sync request is safely on the queue, so GitHub's "Redeliver" of a delivery that failed here
+still works; a delivery seen before is answered without enqueuing again.
 """
 
 from __future__ import annotations
@@ -34,10 +36,20 @@ log = logging.getLogger("slipway.gitsync.webhook")
 MAX_BODY_BYTES = 25 * 1024 * 1024
 _DELIVERY = re.compile(r"^[A-Za-z0-9-]{1,100}$")
 _CLAIM_TIMEOUT = timedelta(seconds=60)
+# A secret that matches is re-read this often anyway (a rotation without a reconnect).
 _SECRET_TTL_SECONDS = 60.0
+# A signature that does not match may mean the secret changed (a reconnect; the first
+# connect): the secret store (Key Vault in Azure) is then re-read at most this often, and the
+# connection row (one Table read) looked at at most this often in between, so a reconnect's
+# first deliveries get through within a second or so even while a flood keeps the
+# re-read interval busy.
+_REREAD_EVERY_SECONDS = 5.0
+_LOOK_EVERY_SECONDS = 1.0
 # At most this many requests with a bad signature per minute, then 429 until it passes.
+# Per process: every instance of the app keeps its own count, so a scaled-out app lets
+# through this many per instance (a shared limit is for later).
 _BAD_SIGNATURES_PER_MINUTE = 60
-_REFRESH_EVERY_SECONDS = 5.0
+_ANY_STAMP = object()
 
 
 @dataclass(frozen=True)
@@ -51,24 +63,107 @@ def _error(status: int, code: str, message: str) -> WebhookAnswer:
 
 
 class _Window:
-    """Counts events in the current minute."""
+    """Admits at most ``limit`` events per minute of the clock."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, clock: Callable[[], float]) -> None:
         self._limit = limit
+        self._clock = clock
         self._minute = 0
         self._count = 0
         self._lock = threading.Lock()
 
-    def exceeded(self) -> bool:
+    def admit(self) -> bool:
+        # Checked and counted at once: concurrent requests cannot slip past the limit together.
         with self._lock:
-            return self._minute == int(time.monotonic() // 60) and self._count >= self._limit
-
-    def add(self) -> None:
-        with self._lock:
-            minute = int(time.monotonic() // 60)
+            minute = int(self._clock() // 60)
             if minute != self._minute:
                 self._minute, self._count = minute, 0
+            if self._count >= self._limit:
+                return False
             self._count += 1
+            if self._count == self._limit:
+                log.warning(
+                    "webhook: %d requests with a bad signature this minute; refusing more", self._limit
+                )
+            return True
+
+
+class _SecretCache:
+    """The webhook secret as this process last read it, and the bounded ways it is re-read.
+
+    Every read goes through one request at a time. A delivery whose signature matches never
+    waits for a re-read (it uses the secret in hand); one that does not match waits for a read
+    already under way, since that read may bring the secret it was signed with, and otherwise
+    triggers a read only when the intervals allow it.
+    """
+
+    def __init__(
+        self, secrets: SecretStore, connections: ConnectionStore, clock: Callable[[], float]
+    ) -> None:
+        self._secrets = secrets
+        self._connections = connections
+        self._clock = clock
+        self._changed = threading.Condition()  # guards every field below; notified after a read
+        self._reading = False
+        self._value: str | None = None
+        self._stamp: object = _ANY_STAMP
+        self._read_at: float | None = None
+        self._reread_at: float | None = None
+        self._looked_at: float | None = None
+
+    def current(self) -> str | None:
+        with self._changed:
+            while self._read_at is None and self._reading:
+                self._changed.wait()
+            if self._read_at is not None and (
+                self._reading or self._clock() - self._read_at <= _SECRET_TTL_SECONDS
+            ):
+                return self._value
+            self._reading = True
+        self._read(unless_stamp=_ANY_STAMP)
+        with self._changed:
+            return self._value
+
+    def newer_than(self, tried: str | None) -> str | None:
+        """A secret other than ``tried`` to check a signature that did not match against, or
+        None when there is none or looking for one now would exceed the intervals."""
+        with self._changed:
+            while self._reading:
+                self._changed.wait()
+            if self._value != tried:
+                return self._value  # another request re-read it meanwhile
+            now = self._clock()
+            if self._reread_at is None or now - self._reread_at >= _REREAD_EVERY_SECONDS:
+                self._reread_at = self._looked_at = now
+                unless: object = _ANY_STAMP
+            elif self._looked_at is None or now - self._looked_at >= _LOOK_EVERY_SECONDS:
+                self._looked_at = now
+                unless = self._stamp
+            else:
+                return None
+            self._reading = True
+        self._read(unless_stamp=unless)
+        with self._changed:
+            return self._value if self._value != tried else None
+
+    def _read(self, *, unless_stamp: object) -> None:
+        """The one read under way (``_reading`` was set by the caller): the connection's stamp,
+        then the secret unless the stamp is ``unless_stamp``."""
+        try:
+            # The stamp first: a connect saves its connection, then writes the secret, then
+            # saves the hook id. Read in this order, a secret newer than its stamp is re-read
+            # at the next look, never an old secret kept under a new stamp.
+            connection = self._connections.get()
+            stamp = (connection.connected_at, connection.hook_id) if connection else None
+            if stamp == unless_stamp:
+                return
+            value = self._secrets.get_secret(WEBHOOK_SECRET)
+            with self._changed:
+                self._value, self._stamp, self._read_at = value, stamp, self._clock()
+        finally:
+            with self._changed:
+                self._reading = False
+                self._changed.notify_all()
 
 
 class WebhookHandler:
@@ -85,68 +180,33 @@ class WebhookHandler:
     ) -> None:
         """``on_push(delivery, payload)`` is told of every signed push (continuous deployment)
         and returns the ids of the deployments it queued."""
-        self._secrets = secrets
         self._tables = tables
         self._queues = queues
         self._connections = connections
         self._journal = journal
-        self._clock = clock
-        self._cached_secret: tuple[float, str | None] | None = None
-        self._bad = _Window(_BAD_SIGNATURES_PER_MINUTE)
-        self._refresh_lock = threading.Lock()
-        self._last_refresh: float | None = None
-        self._secret_connection: object = None  # the connection the cached secret belongs to
+        self._secret = _SecretCache(secrets, connections, clock)
+        self._bad = _Window(_BAD_SIGNATURES_PER_MINUTE, clock)
         self._on_push = on_push
 
-    def _may_refresh(self) -> bool:
-        """At most one re-read of the secret store per few seconds for unmatched signatures:
-        a flood of bad ones costs an HMAC each, not a Key Vault call each, and a delivery signed
-        with a secret changed meanwhile still gets through within seconds."""
-        with self._refresh_lock:
-            now = self._clock()
-            if self._last_refresh is None or now - self._last_refresh >= _REFRESH_EVERY_SECONDS:
-                self._last_refresh = now
-                return True
-        # Within the interval, only a new connection (a reconnect made a new secret) is worth
-        # a re-read: one Table read, never a Key Vault call.
-        connection = self._connections.get()
-        return (connection.connected_at if connection else None) != self._secret_connection
-
-    def _connection_stamp(self) -> object:
-        connection = self._connections.get()
-        return connection.connected_at if connection else None
-
-    def _secret(self, *, fresh: bool = False) -> str | None:
-        cached = self._cached_secret
-        if fresh or cached is None or self._clock() - cached[0] > _SECRET_TTL_SECONDS:
-            stamp = self._connection_stamp()
-            cached = (self._clock(), self._secrets.get_secret(WEBHOOK_SECRET))
-            # Together, and only once the secret is in hand: a concurrent delivery that sees
-            # this connection's stamp must also see its secret.
-            self._cached_secret, self._secret_connection = cached, stamp
-        return cached[1]
-
     def handle(self, headers: Mapping[str, str], body: bytes) -> WebhookAnswer:
-        """``headers`` with lower-case names; ``body`` exactly as received."""
+        """``headers`` as received (names in any case); ``body`` exactly as received."""
         if len(body) > MAX_BODY_BYTES:
             return _error(413, "payload_too_large", f"webhook bodies are limited to {MAX_BODY_BYTES} bytes")
+        headers = {name.lower(): value for name, value in headers.items()}
         signature = headers.get(SIGNATURE_HEADER)
-        secret = self._secret()
+        secret = self._secret.current()
         valid = secret is not None and verify(secret, body, signature)
+        newer = None
         if not valid and signature:
-            # The secret may have changed (or appeared, by a connect) since it was cached; or
-            # another delivery just re-read it.
-            fresh = self._secret(fresh=True) if self._may_refresh() else self._secret()
-            valid = fresh is not None and verify(fresh, body, signature)
+            # The secret may have changed (a reconnect) or appeared (a connect) since it was read.
+            newer = self._secret.newer_than(secret)
+            valid = newer is not None and verify(newer, body, signature)
         if not valid:
-            # Only requests that fail the signature are limited: a flood of them never turns
-            # a correctly signed delivery away. Per process (each instance keeps its own).
-            if self._bad.exceeded():
+            if not self._bad.admit():
                 return _error(
                     429, "too_many_requests", "too many requests with a bad signature; try again in a minute"
                 )
-            self._bad.add()
-            if self._cached_secret is not None and self._cached_secret[1] is None:
+            if secret is None and newer is None:
                 return _error(401, "not_connected", "no GitHub repository is connected")
             if not signature:
                 return _error(401, "signature_missing", "the X-Hub-Signature-256 header is missing")
@@ -214,6 +274,18 @@ class WebhookHandler:
         if not self._tables.create_entity(WEBHOOK_DELIVERIES_TABLE, claim):
             found = self._tables.get_entity_etag(WEBHOOK_DELIVERIES_TABLE, hook, delivery)
             if found is not None and found[0].get("state") == "queued":
+                if found[0].get("after") not in (None, str(payload.get("after", ""))):
+                    # GitHub re-sends a delivery unchanged; a signed one naming another commit
+                    # is still not queued twice (the reconcile timer catches a missed head),
+                    # but whoever holds the secret should hear of it.
+                    log.warning(
+                        "a delivery id came again naming another commit; answered as a duplicate",
+                        extra={
+                            "delivery": delivery,
+                            "queued": found[0].get("after"),
+                            "now": payload.get("after"),
+                        },
+                    )
                 return WebhookAnswer(200, {"duplicate": True, "delivery": delivery})
             # A claim that never got queued (its handler died) may be taken over after a while.
             if found is not None and found[0]["at"] > now - _CLAIM_TIMEOUT:
