@@ -128,7 +128,8 @@ class SyncPasses:
             record = SyncRecord(trigger, "failed", str(exc), deliveries, before=before)
             retryable = True
             self._journal.record(record)
-        self._journal.note_pass(record)
+        if record.result != "idle":  # a pass cancelled while it waited: the last pass stands
+            self._journal.note_pass(record)
         log.info(
             "sync pass",
             extra={
