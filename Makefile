@@ -54,6 +54,7 @@ bench: install
 	  else echo "make: the sync benchmark compares with rsync; install the Debian package 'rsync'"; exit 1; fi; }
 	$(BIN)/python tests/benchmarks/workspace.py
 	$(BIN)/python tests/benchmarks/sync.py
+	$(BIN)/python tests/benchmarks/webhook_burst.py
 	$(BIN)/python tests/benchmarks/engine.py
 	$(BIN)/python tests/benchmarks/deploy.py
 
