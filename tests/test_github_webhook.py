@@ -459,3 +459,49 @@ def test_a_signed_push_near_githubs_cap_is_queued(services: Services, watched: W
     push = dict(real_push_to_the_connected_branch(services), padding="x" * (24 * 1024 * 1024))
     answer = watched.deliver("push", push, delivery="big")
     assert answer.status == 202 and answer.body["queued"] is True
+
+
+class SlowSecrets(CountingSecrets):
+    """The real file secret store, whose reads hang while ``held`` is set (a slow Key Vault)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.held = threading.Event()
+        self.entered = threading.Event()
+        self.released = threading.Event()
+
+    def get_secret(self, name: str) -> str | None:
+        if self.held.is_set():
+            self.entered.set()
+            self.released.wait(30)
+        return super().get_secret(name)
+
+
+def test_a_slow_secret_store_delays_neither_signed_deliveries_nor_a_flood_for_long(
+    services: Services, base_env: dict[str, str]
+) -> None:
+    push = real_push_to_the_connected_branch(services)
+    secrets = SlowSecrets(Path(base_env["SLIPWAY_SECRETS_FILE"]))
+    handler = WebhookHandler(
+        secrets=secrets,
+        tables=services.tables,
+        queues=services.queues,
+        connections=ConnectionStore(services.tables),
+        journal=SyncJournal(services.tables),
+    )
+    watched = Watched(handler, secrets, CountingConnections(services.tables), [0.0])
+    assert watched.deliver("push", push, delivery="slow-store-first").status == 202
+    body = json.dumps(push).encode()
+    secrets.held.set()
+    # This one starts a re-read (its signature does not match) and hangs in the store.
+    stuck = threading.Thread(target=watched.handle, args=(flood_request(1, body), body))
+    stuck.start()
+    try:
+        assert secrets.entered.wait(10)
+        began = datetime.now(UTC)
+        assert watched.deliver("push", push, delivery="slow-store-signed").status == 202
+        assert watched.handle(flood_request(4, body), body).status == 401
+        assert datetime.now(UTC) - began < timedelta(seconds=2)
+    finally:
+        secrets.released.set()
+        stuck.join()

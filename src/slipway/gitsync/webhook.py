@@ -45,6 +45,8 @@ _SECRET_TTL_SECONDS = 60.0
 # re-read interval busy.
 _REREAD_EVERY_SECONDS = 5.0
 _LOOK_EVERY_SECONDS = 1.0
+# How long an unmatched signature waits for a read under way that may bring its secret.
+_WAIT_FOR_READ_SECONDS = 0.5
 # At most this many requests with a bad signature per minute, then 429 until it passes.
 # Per process: every instance of the app keeps its own count, so a scaled-out app lets
 # through this many per instance (a shared limit is for later).
@@ -128,8 +130,10 @@ class _SecretCache:
         """A secret other than ``tried`` to check a signature that did not match against, or
         None when there is none or looking for one now would exceed the intervals."""
         with self._changed:
-            while self._reading:
-                self._changed.wait()
+            # Bounded: a slow secret store must not pile a flood's requests up on the worker's
+            # threads (sync HTTP functions share them with activities).
+            if not self._changed.wait_for(lambda: not self._reading, timeout=_WAIT_FOR_READ_SECONDS):
+                return None
             if self._value != tried:
                 return self._value  # another request re-read it meanwhile
             now = self._clock()
