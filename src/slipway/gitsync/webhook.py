@@ -94,9 +94,9 @@ class _SecretCache:
     """The webhook secret as this process last read it, and the bounded ways it is re-read.
 
     Every read goes through one request at a time. A delivery whose signature matches never
-    waits for a re-read (it uses the secret in hand); one that does not match waits for a read
-    already under way, since that read may bring the secret it was signed with, and otherwise
-    triggers a read only when the intervals allow it.
+    waits for a re-read (it uses the secret in hand); one that does not match waits briefly
+    for a read already under way, since that read may bring the secret it was signed with,
+    and otherwise triggers a read only when the intervals allow it.
     """
 
     def __init__(
