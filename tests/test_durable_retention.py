@@ -116,6 +116,24 @@ class BurstGitSync:
         return False
 
 
+def _run_singleton(
+    gitsync: BurstGitSync, harness_ref: list[DurableHarness], carry_over: str
+) -> DurableHarness:
+    """Start the sync singleton over ``gitsync``'s passes and drive it until it rests; it must end Completed."""
+    services = SimpleNamespace(
+        gitsync=gitsync, sync_requests=None, webhook=None, settings=SimpleNamespace(host_limits=HostLimits())
+    )
+    app = func.FunctionApp()
+    app.register_functions(gitsync_blueprint(services))  # type: ignore[arg-type]
+    harness = DurableHarness(app, clock=VirtualClock(), carry_over=carry_over)
+    harness_ref.append(harness)
+    harness.start_new("workspace_sync", SYNC_INSTANCE)
+    asyncio.run(harness.run_until_idle())
+    status = harness.get_status(SYNC_INSTANCE)
+    assert status is not None and status["runtimeStatus"] == "Completed"
+    return harness
+
+
 @pytest.mark.parametrize("carry_over", ["after", "episode"])
 @pytest.mark.parametrize("when", ["during", "after"])
 @pytest.mark.parametrize("burst", [2, 10, 100])
@@ -124,19 +142,7 @@ def test_a_burst_of_pushes_is_one_more_pass_and_the_singleton_then_ends(
 ) -> None:
     harness_ref: list[DurableHarness] = []
     gitsync = BurstGitSync(harness_ref, burst=burst, in_pass=1, when=when)
-    services = SimpleNamespace(
-        gitsync=gitsync, sync_requests=None, webhook=None, settings=SimpleNamespace(host_limits=HostLimits())
-    )
-    app = func.FunctionApp()
-    app.register_functions(gitsync_blueprint(services))  # type: ignore[arg-type]
-    harness = DurableHarness(app, clock=VirtualClock(), carry_over=carry_over)
-    harness_ref.append(harness)
-
-    harness.start_new("workspace_sync", SYNC_INSTANCE)
-    asyncio.run(harness.run_until_idle())
-
-    status = harness.get_status(SYNC_INSTANCE)
-    assert status is not None and status["runtimeStatus"] == "Completed"
+    harness = _run_singleton(gitsync, harness_ref, carry_over)
     # The first push, then every push of the burst collapsed into one pass; no pass that finds
     # nothing to do, however many wake-ups were raised, duplicated and carried over.
     assert (gitsync.passes, gitsync.calls) == (2, 2)
@@ -156,17 +162,7 @@ def test_pushes_in_every_pass_cost_one_pass_each_then_the_singleton_ends(carry_o
             return super().run_pass()
 
     gitsync = Steady(harness_ref, burst=1, in_pass=1, when="during")
-    services = SimpleNamespace(
-        gitsync=gitsync, sync_requests=None, webhook=None, settings=SimpleNamespace(host_limits=HostLimits())
-    )
-    app = func.FunctionApp()
-    app.register_functions(gitsync_blueprint(services))  # type: ignore[arg-type]
-    harness = DurableHarness(app, clock=VirtualClock(), carry_over=carry_over)
-    harness_ref.append(harness)
-    harness.start_new("workspace_sync", SYNC_INSTANCE)
-    asyncio.run(harness.run_until_idle())
-    status = harness.get_status(SYNC_INSTANCE)
-    assert status is not None and status["runtimeStatus"] == "Completed"
+    _run_singleton(gitsync, harness_ref, carry_over)
     assert (gitsync.passes, gitsync.calls) == (31, 31)
 
 

@@ -137,7 +137,7 @@ class SyncJournal:
             "deleted": record.deleted,
             "bytes": record.bytes,
             "duration_ms": record.duration_ms,
-            "warnings": json.dumps(warnings)[:30000],
+            "warnings": _bounded_json(warnings),
             "drift": _bounded_json(list(record.drift)),
             "at": record.at,
         }
